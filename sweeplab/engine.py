@@ -1,0 +1,397 @@
+"""The one training loop every method shares.
+
+``train(config, reporter, tracker)`` runs one trial: it builds the data, the
+backbone and the method's model, then for each epoch trains, evaluates on
+validation, checkpoints, and reports ``train/*``, ``val/*`` metrics (on the last
+epoch also ``test/*`` for the final state and ``best/*`` for the epoch with the
+best validation objective). It knows nothing of Ray: a ``Reporter`` carries
+results and checkpoints out (Tune in a sweep, memory under pytest), and a
+``TrialTracker`` writes MLflow (or nothing).
+
+A trial config is the sampled hyperparameters (nested by ``/``) plus a
+``sweeplab`` entry, the trial's context: method, dataset, model, seed, objective.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from sweeplab.data import build_dataset
+from sweeplab.method import Method, all_hyperparameters
+from sweeplab.metrics import SPLIT_METRICS
+from sweeplab.models import build_backbone
+from sweeplab.spaces import flatten
+
+CONTEXT_KEY = "sweeplab"
+
+
+# ---------------------------------------------------------------------------
+# What the loop talks to
+# ---------------------------------------------------------------------------
+class Reporter(Protocol):
+    def load_checkpoint(self) -> dict | None:
+        """The state saved by the last ``report`` of this trial, if it is resuming."""
+
+    def report(self, metrics: dict[str, float], checkpoint: dict) -> None:
+        """Publish one epoch's metrics with the state to resume from."""
+
+
+class TrialTracker(Protocol):
+    def start(self, params: Mapping[str, Any]) -> None: ...
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def log_dict(self, obj: Mapping[str, Any], name: str) -> None: ...
+
+    def finish(self, status: str, error: str | None = None) -> None: ...
+
+
+class NullTracker:
+    """Tracks nothing (tests, plain loops)."""
+
+    def start(self, params):
+        pass
+
+    def log_metrics(self, metrics, step):
+        pass
+
+    def log_dict(self, obj, name):
+        pass
+
+    def finish(self, status, error=None):
+        pass
+
+
+class MemoryReporter:
+    """Keeps every result and the last checkpoint in memory; resumes from ``checkpoint``."""
+
+    def __init__(self, checkpoint: dict | None = None):
+        self.checkpoint = checkpoint
+        self.results: list[dict[str, float]] = []
+
+    def load_checkpoint(self):
+        return self.checkpoint
+
+    def report(self, metrics, checkpoint):
+        self.results.append(dict(metrics))
+        self.checkpoint = checkpoint
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite."""
+
+
+# ---------------------------------------------------------------------------
+# The trial's context and hyperparameters
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrialContext:
+    method: str
+    dataset: dict
+    model: dict = field(default_factory=lambda: {"backbone": "small_cnn", "weights": None})
+    seed: int = 0
+    metric: str = "val/acc"
+    mode: str = "max"
+    threads: int = 1  # torch intra-op threads (the trial's CPUs)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "TrialContext":
+        ctx = dict(config[CONTEXT_KEY])
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in ctx.items() if k in known})
+
+
+def split_config(config: Mapping[str, Any]) -> tuple[dict, dict]:
+    """(hyperparameters flattened with ``/``, raw context)."""
+    hp = {k: v for k, v in config.items() if k != CONTEXT_KEY}
+    return flatten(hp), dict(config.get(CONTEXT_KEY, {}))
+
+
+def resolve_hyperparameters(method_cls: type[Method], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults of the engine and the method, overlaid with the trial's values."""
+    allowed = all_hyperparameters(method_cls)
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise KeyError(f"hyperparameters {unknown} are not known to {method_cls.__name__}; known: {sorted(allowed)}")
+    return {**allowed, **given}
+
+
+def planned_epochs(config: Mapping[str, Any]) -> int:
+    """The number of epochs a trial config asks for (the method's default when not given)."""
+    given, ctx = split_config(config)
+    if "epochs" in given:
+        return int(given["epochs"])
+    return int(all_hyperparameters(load_method_class(ctx["method"]))["epochs"])
+
+
+def load_method_class(name: str) -> type[Method]:
+    from trainables import registry  # the table of names only; the method module loads on demand
+
+    return registry.get(name).load()
+
+
+# ---------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def make_optimizer(hp: Mapping[str, Any], params) -> torch.optim.Optimizer:
+    name, lr, wd = hp["optimizer"], float(hp["lr"]), float(hp["weight_decay"])
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(hp["momentum"]), weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"optimizer {name!r} is not one of sgd, adam, adamw")
+
+
+def make_schedule(hp: Mapping[str, Any], optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Per-epoch learning-rate schedule (stepped after each epoch)."""
+    name = hp["lr_schedule"]
+    if name == "constant":
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(hp["epochs"])))
+    if name == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(hp["lr_gamma"]))
+    raise ValueError(f"lr_schedule {name!r} is not one of constant, cosine, exponential")
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The shuffling order of an epoch depends only on (seed, epoch), so a resumed trial
+    sees the same batches as one that never stopped."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": _to_lists(random.getstate()),
+    }
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(_to_tuples(state["python"]))
+
+
+def _to_lists(obj):
+    return [_to_lists(x) for x in obj] if isinstance(obj, (tuple, list)) else obj
+
+
+def _to_tuples(obj):
+    return tuple(_to_tuples(x) for x in obj) if isinstance(obj, (tuple, list)) else obj
+
+
+def is_better(value: float, best: float | None, mode: str) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if best is None:
+        return True
+    return value > best if mode == "max" else value < best
+
+
+def worst_value(mode: str) -> float:
+    return float("-inf") if mode == "max" else float("inf")
+
+
+# ---------------------------------------------------------------------------
+# Epochs
+# ---------------------------------------------------------------------------
+def _to_device(batch, device):
+    return tuple(t.to(device, non_blocking=True) if torch.is_tensor(t) else t for t in batch)
+
+
+def train_one_epoch(method: Method, model, loader, optimizer, device) -> dict[str, float]:
+    """Mean of each loss part over the epoch and the accuracy on the (possibly noisy) labels.
+    Raises ``Diverged`` at the first non-finite loss, before the optimizer steps on it."""
+    model.train()
+    sums: dict[str, float] = {}
+    seen = correct = 0
+    for batch in loader:
+        batch = _to_device(batch, device)
+        outputs = method.training_step(model, batch)
+        loss = outputs["loss"]
+        if not torch.isfinite(loss):
+            raise Diverged(f"training loss became {loss.item()}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        method.after_optimizer_step(model, batch, outputs)
+
+        n = batch[1].shape[0]
+        seen += n
+        sums["loss"] = sums.get("loss", 0.0) + loss.item() * n
+        for key, value in outputs.items():
+            if key.startswith("loss/"):
+                sums[key] = sums.get(key, 0.0) + float(value) * n
+        logits = outputs.get("logits")
+        if logits is not None and logits.dim() == 2 and batch[1].dim() == 1:
+            correct += (logits.detach().argmax(1) == batch[1]).sum().item()
+    metrics = {f"train/{k}": v / max(seen, 1) for k, v in sums.items()}
+    if "logits" in outputs:
+        metrics["train/acc"] = correct / max(seen, 1)
+    return metrics
+
+
+@torch.no_grad()
+def evaluate(method: Method, model, loader, device, task: str, num_classes: int) -> dict[str, float]:
+    model.eval()
+    scores, targets = [], []
+    for batch in loader:
+        inputs, target = batch[0].to(device), batch[1]
+        scores.append(method.predict(model, inputs).float().cpu())
+        targets.append(target)
+    return SPLIT_METRICS[task](torch.cat(scores), torch.cat(targets), num_classes)
+
+
+def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
+    return {f"{prefix}/{k}": v for k, v in metrics.items()}
+
+
+# ---------------------------------------------------------------------------
+# A trial
+# ---------------------------------------------------------------------------
+def train(config: Mapping[str, Any], reporter: Reporter, tracker: TrialTracker | None = None) -> dict[str, float]:
+    """Run one trial to the end (or to divergence); returns the last reported metrics."""
+    tracker = tracker or NullTracker()
+    given, _ = split_config(config)
+    ctx = TrialContext.from_config(config)
+    method_cls = load_method_class(ctx.method)
+    hp = resolve_hyperparameters(method_cls, given)
+    epochs = int(hp["epochs"])
+
+    torch.set_num_threads(max(1, int(ctx.threads)))
+    seed_everything(ctx.seed)
+    device = pick_device()
+
+    data = build_dataset(ctx.dataset, ctx.seed)
+    method = method_cls(hp, data.info)
+    backbone, feature_dim = build_backbone(
+        ctx.model.get("backbone", "small_cnn"), data.info.input_shape[0], ctx.model.get("weights")
+    )
+    model = method.build_model(backbone, feature_dim).to(device)
+    optimizer = make_optimizer(hp, [p for p in model.parameters() if p.requires_grad])
+    schedule = make_schedule(hp, optimizer)
+
+    batch_size = int(hp["batch_size"])
+    pin = device.type == "cuda"
+    eval_loader = lambda ds: DataLoader(  # noqa: E731
+        ds, batch_size=max(batch_size, 256), shuffle=False, num_workers=data.num_workers, pin_memory=pin
+    )
+    val_loader, test_loader = eval_loader(data.val), eval_loader(data.test)
+
+    start_epoch, best = 0, {"value": None, "epoch": 0, "val": {}, "state": None}
+    state = reporter.load_checkpoint()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if schedule is not None and state.get("schedule"):
+            schedule.load_state_dict(state["schedule"])
+        method.load_state_dict(state.get("method", {}))
+        best = state["best"]
+        start_epoch = int(state["epoch"])
+        set_rng_state(state["rng"])
+
+    tracker.start(hp)
+    metrics: dict[str, float] = {}
+    try:
+        for epoch in range(start_epoch, epochs):
+            train_loader = DataLoader(
+                data.train,
+                batch_size=batch_size,
+                shuffle=True,
+                generator=epoch_generator(ctx.seed, epoch),
+                num_workers=data.num_workers,
+                pin_memory=pin,
+                drop_last=len(data.train) > batch_size,
+            )
+            metrics = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+            try:
+                metrics.update(train_one_epoch(method, model, train_loader, optimizer, device))
+            except Diverged as exc:
+                return _end_diverged(ctx, epoch, str(exc), reporter, tracker)
+            metrics.update({f"train/{k}": v for k, v in method.on_epoch_end(epoch).items()})
+            if schedule is not None:
+                schedule.step()
+
+            metrics.update(_prefixed("val", evaluate(method, model, val_loader, device, data.info.task, data.info.num_classes)))
+            if is_better(metrics.get(ctx.metric), best["value"], ctx.mode):
+                best = {
+                    "value": metrics[ctx.metric],
+                    "epoch": epoch + 1,
+                    "val": {k: v for k, v in metrics.items() if k.startswith("val/")},
+                    "state": copy.deepcopy(model.state_dict()),
+                }
+
+            last = epoch + 1 == epochs
+            if last:
+                metrics.update(_final_metrics(method, model, best, test_loader, device, data))
+
+            checkpoint = {
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict() if schedule is not None else {},
+                "method": method.state_dict(),
+                "best": best,
+                "rng": rng_state(),
+            }
+            tracker.log_metrics(metrics, step=epoch + 1)
+            if last:  # recorded before the last report: a scheduler may stop the trial inside it
+                tracker.log_dict({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, "summary.json")
+                tracker.finish("finished")
+            reporter.report(metrics, checkpoint)
+    except BaseException as exc:  # recorded, then handed to Tune (which retries or marks the trial errored)
+        if not isinstance(exc, (KeyboardInterrupt, SystemExit)):  # SystemExit: Tune stopping the trial
+            tracker.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    return metrics
+
+
+def _final_metrics(method, model, best, test_loader, device, data) -> dict[str, float]:
+    """Test metrics of the final state, and of the state with the best validation objective."""
+    out = _prefixed("test", evaluate(method, model, test_loader, device, data.info.task, data.info.num_classes))
+    out["best/epoch"] = best["epoch"]
+    out.update({f"best/{k}": v for k, v in best["val"].items()})
+    if best["state"] is not None:
+        final_state = copy.deepcopy(model.state_dict())
+        model.load_state_dict(best["state"])
+        best_test = evaluate(method, model, test_loader, device, data.info.task, data.info.num_classes)
+        model.load_state_dict(final_state)
+        out.update(_prefixed("best/test", best_test))
+    return out
+
+
+def _end_diverged(ctx: TrialContext, epoch: int, reason: str, reporter: Reporter, tracker: TrialTracker) -> dict:
+    """A diverged trial ends cleanly: its objective is the worst value, so schedulers and the
+    searcher rank it last, and MLflow records it as ``diverged`` with the reason."""
+    metrics = {"epoch": epoch + 1, "diverged": 1.0, ctx.metric: worst_value(ctx.mode)}
+    tracker.log_dict({"diverged_at_epoch": epoch + 1, "reason": reason}, "summary.json")
+    tracker.finish("diverged", error=reason)
+    reporter.report(metrics, checkpoint=None)
+    return metrics

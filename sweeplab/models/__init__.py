@@ -1,0 +1,85 @@
+"""Backbones by name: modules mapping images (B, C, H, W) to pooled features (B, feature_dim).
+
+``build_backbone`` is the one factory; ``BACKBONES`` lists the names it knows.
+Weights are only ever read from a local file (a state dict saved with
+``torch.save``), never downloaded.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from sweeplab.models.resnet import build_resnet
+from sweeplab.models.small_cnn import SmallCNN
+
+
+def _build_small_cnn(in_channels: int) -> tuple[nn.Module, int]:
+    net = SmallCNN(in_channels)
+    return net, net.feature_dim
+
+
+_BUILDERS: dict[str, Callable[[int], tuple[nn.Module, int]]] = {
+    "small_cnn": _build_small_cnn,
+    "resnet18": partial(build_resnet, "resnet18"),
+    "resnet34": partial(build_resnet, "resnet34"),
+    "resnet50": partial(build_resnet, "resnet50"),
+}
+BACKBONES: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def build_backbone(name: str, in_channels: int, weights: str | Path | None = None) -> tuple[nn.Module, int]:
+    """``(backbone, feature_dim)`` for a backbone name, optionally loading a local weights file."""
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
+    backbone, feature_dim = _BUILDERS[name](in_channels)
+    if weights is not None:
+        load_backbone_weights(backbone, weights)
+    return backbone, feature_dim
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
+    """Load a state dict saved at ``path`` into ``backbone`` (strictly, CPU, ``weights_only``).
+
+    A classifier's ``fc.*`` entries (torchvision ImageNet checkpoints) are dropped.
+    Where the backbone's first convolution takes other than 3 channels and the file's
+    takes 3, the file's kernel is averaged over its colour channels, repeated and
+    scaled by 3 / channels (so a grayscale image copied to RGB gives the same response). Any other mismatch raises ``ValueError`` naming the file.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"cannot read backbone weights from {path} (expected a state dict saved with torch.save): {error}"
+        ) from error
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
+
+    state = {key: value for key, value in state.items() if not key.startswith("fc.")}
+    own = backbone.state_dict()
+    stem = state.get("conv1.weight")
+    if stem is not None and "conv1.weight" in own and stem.shape[1] == 3 != own["conv1.weight"].shape[1]:
+        in_channels = own["conv1.weight"].shape[1]
+        state["conv1.weight"] = stem.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1) * (3 / in_channels)
+
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = sorted(key for key in set(own) & set(state) if own[key].shape != state[key].shape)
+    if missing or unexpected or wrong_shape:
+        raise ValueError(
+            f"weights in {path} do not fit the backbone: missing keys {_few(missing)}, "
+            f"unexpected keys {_few(unexpected)}, wrong shapes {_few(wrong_shape)}"
+        )
+    backbone.load_state_dict(state)
+
+
+def _few(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit]) or "none"
+    return shown + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")

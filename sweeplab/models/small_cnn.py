@@ -1,0 +1,39 @@
+"""A small CNN backbone for 8x8 grayscale digits (the built-in datasets).
+
+Three 3x3 conv + BatchNorm + ReLU blocks with one 2x2 max-pool after the second
+(8x8 -> 4x4), then global average pooling to ``SMALL_CNN_FEATURES`` features.
+Works on any input of at least 2x2 pixels.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+SMALL_CNN_FEATURES = 128
+
+
+def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SmallCNN(nn.Module):
+    """(B, C, H, W) images -> (B, 128) pooled features."""
+
+    def __init__(self, in_channels: int = 1, feature_dim: int = SMALL_CNN_FEATURES):
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_bn_relu(in_channels, 32),
+            conv_bn_relu(32, 64),
+            nn.MaxPool2d(2),
+            conv_bn_relu(64, feature_dim),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.feature_dim = feature_dim
+
+    def forward(self, images):
+        return self.features(images)

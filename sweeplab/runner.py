@@ -1,0 +1,603 @@
+"""Runs a validated sweep on Ray Tune: one ``Tuner`` per method study.
+
+Each study gets an ``OptunaSearch`` (its study kept in a journal file under the
+sweep's run folder, so ``optuna-dashboard`` can watch it live and a resumed
+sweep continues it), a Tune scheduler (ASHA by default), and MLflow records
+(a parent run per study, a child run per trial, see ``tracking``).
+
+Ray's and Optuna's APIs stay in this module and in ``engine``'s reporter.
+
+Layout of a sweep run::
+
+    <storage>/<sweep name>/<YYYYmmdd-HHMMSS>/
+        sweep.yaml        the resolved sweep file (profile and --set applied)
+        state.json        MLflow experiment and parent runs, which studies are complete
+        optuna.journal    the Optuna studies (one per method)
+        <method>/         Tune's experiment folder: trials, checkpoints, results
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import logging
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+
+from sweeplab import engine, tracking
+from sweeplab.spaces import fixed_values, to_optuna, upper_bound
+from sweeplab.spec import Study, Sweep, load_sweep
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+RESOLVED_FILE = "sweep.yaml"
+JOURNAL_FILE = "optuna.journal"
+CHECKPOINT_FILE = "state.pt"
+
+
+# ---------------------------------------------------------------------------
+# Ray
+# ---------------------------------------------------------------------------
+@contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """Connect to a Ray cluster at ``address``, or start one inside this process.
+
+    A local Ray is kept on loopback: with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
+    Ray does not swap 127.0.0.1 for the machine's network address, so nothing a
+    local sweep starts listens on the network. Ray's token authentication stays
+    as Ray configures it.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    if address is None:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    else:
+        ray.init(address=address, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+# ---------------------------------------------------------------------------
+# The trainable (runs in Ray workers)
+# ---------------------------------------------------------------------------
+class TuneReporter:
+    """The engine's reporter inside a Tune trial: results and checkpoints go to Tune."""
+
+    def load_checkpoint(self) -> dict | None:
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as folder:
+            return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+
+    def report(self, metrics: dict, checkpoint: dict | None) -> None:
+        from ray import tune
+
+        if checkpoint is None:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(checkpoint, Path(folder) / CHECKPOINT_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def run_trial(config: dict) -> None:
+    """Tune function trainable: one trial of a method study."""
+    from ray import tune
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per epoch otherwise
+    ctx = config[engine.CONTEXT_KEY]
+    tracker: engine.TrialTracker = engine.NullTracker()
+    if ctx.get("tracking"):
+        t = ctx["tracking"]
+        context = tune.get_context()
+        tracker = tracking.MlflowTrialTracker(
+            uri=t["uri"],
+            experiment_id=t["experiment_id"],
+            parent_run_id=t["parent_run_id"],
+            trial_id=context.get_trial_id(),
+            run_name=context.get_trial_name(),
+            tags=t["tags"],
+            extra_params={"dataset": ctx["dataset"], "model": ctx["model"], "seed": ctx["seed"]},
+        )
+    engine.train(config, TuneReporter(), tracker)
+
+
+def stopped_early(result: Mapping[str, Any], planned_epochs: int) -> bool:
+    """Whether a trial's last result is short of its planned epochs (a scheduler stopped it,
+    or it diverged): its objective is not comparable with finished trials'."""
+    if result.get("diverged"):
+        return True
+    return "epoch" in result and int(result["epoch"]) < planned_epochs
+
+
+def trial_stopped_early(trial) -> bool:
+    return stopped_early(trial.last_result or {}, engine.planned_epochs(trial.config))
+
+
+def make_searcher(study: Study, sweep: Sweep, run_dir: Path, index: int):
+    """OptunaSearch over the study's space, its study stored in the run folder's journal."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from ray.tune.search.optuna import OptunaSearch
+
+    class PrunedAwareOptunaSearch(OptunaSearch):
+        """Stock OptunaSearch tells Optuna that a trial the scheduler stopped early is COMPLETE
+        with its truncated value, which biases TPE towards whatever looks good at the first rung.
+        Here such a trial (and a diverged one) is told as PRUNED: Optuna keeps its intermediate
+        values (reported each epoch) and ranks it below every completed trial."""
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            if error or not result or trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return super().on_trial_complete(trial_id, result, error)
+            ot_trial = self._ot_trials[trial_id]
+            if not stopped_early(result, int(ot_trial.params.get("epochs", fixed_epochs))):
+                return super().on_trial_complete(trial_id, result, error)
+            try:
+                value = result.get(self.metric) if not isinstance(self.metric, list) else None
+                if value is not None and math.isfinite(value) and "epoch" in result:
+                    ot_trial.report(value, int(result["epoch"]))  # the last value Tune does not pass on
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+            except Exception as exc:  # e.g. told already before a restore
+                log.warning("Optuna: could not mark trial %s pruned: %s", trial_id, exc)
+            self._completed_trials.add(trial_id)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    fixed_epochs = engine.planned_epochs({**fixed_values(study.space), engine.CONTEXT_KEY: {"method": study.method}})
+    seed = sweep.seed + index
+    sampler = make_sampler(sweep.search.sampler, seed, sweep.search.n_startup_trials, sweep.search.max_concurrent > 1)
+    storage = JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
+    return PrunedAwareOptunaSearch(
+        space=to_optuna(study.space),
+        metric=study.metric,
+        mode=study.mode,
+        sampler=sampler,
+        seed=seed,
+        study_name=f"{sweep.name}.{study.method}",
+        storage=storage,
+    )
+
+
+def make_sampler(name: str, seed: int, n_startup_trials: int | None, concurrent: bool):
+    """The Optuna sampler a sweep file names; TPE lies constantly about running trials when
+    several run at once, so concurrent trials do not all sample the same region."""
+    import optuna.samplers as s
+
+    startup = {} if n_startup_trials is None else {"n_startup_trials": n_startup_trials}
+    if name == "tpe":
+        return s.TPESampler(seed=seed, constant_liar=concurrent, **startup)
+    if name == "random":
+        return s.RandomSampler(seed=seed)
+    if name == "cmaes":
+        return s.CmaEsSampler(seed=seed, **startup)
+    if name == "gp":
+        return s.GPSampler(seed=seed, **startup)
+    if name == "nsga2":
+        return s.NSGAIISampler(seed=seed)
+    raise ValueError(f"unknown sampler {name!r}")
+
+
+def make_scheduler(sweep: Sweep, metric: str, mode: str, max_t: int):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+
+    cfg = sweep.scheduler
+    if cfg.name == "asha":
+        return ASHAScheduler(
+            time_attr="epoch", metric=metric, mode=mode, max_t=max_t,
+            grace_period=min(cfg.grace_period, max_t), reduction_factor=cfg.reduction_factor,
+        )
+    if cfg.name == "hyperband":
+        return HyperBandScheduler(time_attr="epoch", metric=metric, mode=mode, max_t=max_t,
+                                  reduction_factor=cfg.reduction_factor)
+    if cfg.name == "median":
+        return MedianStoppingRule(time_attr="epoch", metric=metric, mode=mode, grace_period=cfg.grace_period)
+    if cfg.name == "fifo":
+        return FIFOScheduler()
+    raise ValueError(f"unknown scheduler {cfg.name!r}")
+
+
+# ---------------------------------------------------------------------------
+# Driver-side callbacks
+# ---------------------------------------------------------------------------
+def _tune_callback_base():
+    from ray import tune
+
+    return tune.Callback
+
+
+class TrialNamer:
+    """Trial names ``<method>_<trial id>`` (picklable, for restore)."""
+
+    def __init__(self, method: str):
+        self.method = method
+
+    def __call__(self, trial) -> str:
+        return f"{self.method}_{trial.trial_id}"
+
+
+def _primary(metric):
+    return metric[0] if isinstance(metric, list) else metric
+
+
+class TrialEndRecorder(_tune_callback_base()):
+    """Records in MLflow the end of trials that cannot record it themselves: stopped early
+    by the scheduler (pruned) or failed for good (with the error text)."""
+
+    def __init__(self, track: Mapping[str, Any], method: str):
+        self.track = dict(track)
+        self.method = method
+
+    def _record(self, trial, status: str, error: str | None = None) -> None:
+        tracking.record_trial_end(
+            self.track["uri"], self.track["experiment_id"], self.track["parent_run_id"], trial.trial_id,
+            status, error=error, run_name=f"{self.method}_{trial.trial_id}", tags=self.track["tags"],
+        )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        if result.get("diverged"):
+            return  # recorded by the trial itself
+        # "finished" is recorded by the trial too; recording it here covers a trial whose worker
+        # could not (it is skipped when the run already says finished)
+        self._record(trial, "pruned" if trial_stopped_early(trial) else "finished")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._record(trial, "failed", error=trial_error_text(trial))
+
+
+def trial_error_text(trial) -> str:
+    path = getattr(trial, "error_file", None)
+    if path and os.path.exists(path):
+        return Path(path).read_text()[-tracking.MAX_TAG_CHARS:]
+    try:
+        return repr(trial.get_error())
+    except Exception:  # noqa: BLE001
+        return "trial failed (no error text available)"
+
+
+class ProgressPrinter(_tune_callback_base()):
+    """One line per trial event, on the driver."""
+
+    def __init__(self, method: str, metric: str, num_samples: int, planned: int):
+        self.method, self.metric, self.num_samples, self.planned = method, metric, num_samples, planned
+        self.started = time.monotonic()
+
+    def _say(self, text: str) -> None:
+        print(f"[{self.method} {time.monotonic() - self.started:6.1f}s] {text}", flush=True)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(_hp(trial.config).items()))
+        self._say(f"trial {trial.trial_id} started: {params}")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("diverged"):
+            return
+        value = result.get(self.metric)
+        self._say(f"trial {trial.trial_id} epoch {result.get('epoch')}: {self.metric}={_short(value)}"
+                  f" train/loss={_short(result.get('train/loss'))}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        if result.get("diverged"):
+            status = f"diverged at epoch {result.get('epoch')}"
+        elif trial_stopped_early(trial):
+            status = f"stopped early at epoch {result.get('epoch')} (pruned)"
+        else:
+            status = "finished"
+        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        self._say(f"trial {trial.trial_id} {status} [{done}/{self.num_samples} done]")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        first_line = trial_error_text(trial).strip().splitlines()[-1:] or ["?"]
+        self._say(f"trial {trial.trial_id} FAILED: {first_line[0]}")
+
+
+def _hp(config: Mapping[str, Any]) -> dict:
+    flat, _ = engine.split_config(config)
+    return flat
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------
+@dataclass
+class StudyResult:
+    method: str
+    metric: str
+    mode: str
+    num_samples: int
+    trials: int = 0
+    finished: int = 0
+    pruned: int = 0
+    diverged: int = 0
+    failed: int = 0
+    complete: bool = False
+    best: dict | None = None  # trial_id, run_id, value, config, metrics
+    parent_run_id: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SweepState:
+    """What ``sweeplab resume`` needs beyond Tune's own experiment folders."""
+
+    sweep: str
+    tracking_uri: str
+    experiment_id: str
+    commit: str | None
+    created: str
+    studies: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "SweepState":
+        return cls(**json.loads((run_dir / STATE_FILE).read_text()))
+
+    def save(self, run_dir: Path) -> None:
+        tmp = run_dir / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, default=str))
+        tmp.replace(run_dir / STATE_FILE)
+
+
+def summarize(grid, study: Study, parent_run_id: str, track: Mapping[str, Any] | None) -> StudyResult:
+    metric, mode = _primary(study.metric), _primary(study.mode)
+    out = StudyResult(study.method, metric, mode, study.num_samples, parent_run_id=parent_run_id)
+    best_value = None
+    for result in grid:
+        out.trials += 1
+        last = result.metrics or {}
+        if result.error is not None:
+            out.failed += 1
+            continue
+        if last.get("diverged"):
+            out.diverged += 1
+            continue
+        if stopped_early(last, engine.planned_epochs(result.config)):
+            out.pruned += 1
+        else:
+            out.finished += 1
+        history = result.metrics_dataframe
+        if history is None or metric not in history:
+            continue
+        values = history[metric].dropna()
+        if values.empty:
+            continue
+        value = float(values.max() if mode == "max" else values.min())
+        if engine.is_better(value, best_value, mode):
+            best_value = value
+            out.best = {
+                "trial_id": last.get("trial_id"),
+                "value": value,
+                "config": _hp(result.config),
+                "metrics": {k: v for k, v in last.items() if "/" in k and isinstance(v, (int, float))},
+            }
+    if out.best and track:
+        run = tracking.find_trial_run(track["uri"], track["experiment_id"], parent_run_id, out.best["trial_id"])
+        out.best["run_id"] = run.info.run_id if run else None
+    out.complete = (out.finished + out.pruned + out.diverged + out.failed) >= study.num_samples
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Sweeps
+# ---------------------------------------------------------------------------
+def new_run_dir(sweep: Sweep) -> Path:
+    root = Path(sweep.storage.path)
+    if "://" in str(sweep.storage.path):
+        raise NotImplementedError(
+            f"{sweep.file}: storage.path: object-store URIs ({sweep.storage.path}) are not supported yet; "
+            "use a local or shared-filesystem folder"
+        )
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = root / sweep.name / stamp
+    suffix = 1
+    while run_dir.exists():
+        run_dir = root / sweep.name / f"{stamp}-{suffix}"
+        suffix += 1
+    run_dir.mkdir(parents=True)
+    return run_dir.resolve()
+
+
+def write_resolved(sweep: Sweep, run_dir: Path) -> None:
+    """Save the resolved sweep file in the run folder with copies of its search spaces, so a
+    resume runs exactly what was started even if the files in the repository change."""
+    import yaml
+
+    doc = copy.deepcopy(sweep.document)
+    (run_dir / "search_spaces").mkdir()
+    for study in sweep.studies:
+        copied = run_dir / "search_spaces" / f"{study.method}.yaml"
+        shutil.copyfile(study.space_file, copied)
+        doc["methods"][study.method]["search_space"] = str(copied.relative_to(run_dir))
+    (run_dir / RESOLVED_FILE).write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def run_sweep(sweep: Sweep, address: str | None = None, num_cpus: int | None = None) -> tuple[Path, list[StudyResult]]:
+    """Start a new run of ``sweep``; returns its run folder and one result per method study."""
+    run_dir = new_run_dir(sweep)
+    write_resolved(sweep, run_dir)
+    uri = tracking.resolve_tracking_uri(sweep.tracking.uri)
+    state = SweepState(
+        sweep=sweep.name,
+        tracking_uri=uri,
+        experiment_id=tracking.ensure_experiment(uri, sweep.tracking.experiment or sweep.name),
+        commit=tracking.git_commit(Path(sweep.file).parent),
+        created=datetime.now().isoformat(timespec="seconds"),
+    )
+    state.save(run_dir)
+    print(f"sweep {sweep.name}: run folder {run_dir}", flush=True)
+    return run_dir, _run_studies(sweep, run_dir, state, address, num_cpus, restore=False)
+
+
+def resume_sweep(
+    run_dir: Path, address: str | None = None, num_cpus: int | None = None, retry_errored: bool = False
+) -> tuple[Sweep, list[StudyResult]]:
+    """Continue an interrupted sweep run: complete studies are kept, the others restored from
+    Tune's experiment folder (unfinished trials continue from their checkpoints)."""
+    run_dir = Path(run_dir).resolve()
+    sweep = load_sweep(run_dir / RESOLVED_FILE)
+    state = SweepState.load(run_dir)
+    print(f"resuming sweep {sweep.name} from {run_dir}", flush=True)
+    return sweep, _run_studies(sweep, run_dir, state, address, num_cpus, restore=True, retry_errored=retry_errored)
+
+
+def find_run_dir(name_or_path: str, storage: str | Path = "sweeplab_results") -> Path:
+    """A run folder (has sweep.yaml), or the newest run of a sweep folder or sweep name."""
+    candidates = [Path(name_or_path), Path(storage) / name_or_path]
+    for path in candidates:
+        if (path / RESOLVED_FILE).is_file():
+            return path
+        if path.is_dir():
+            runs = sorted(p for p in path.iterdir() if (p / RESOLVED_FILE).is_file())
+            if runs:
+                return runs[-1]
+    raise FileNotFoundError(
+        f"no sweep run found at {name_or_path!r} (looked for {RESOLVED_FILE} in "
+        + ", ".join(str(c) for c in candidates) + " and their newest sub-folder)"
+    )
+
+
+def _run_studies(sweep, run_dir, state, address, num_cpus, restore, retry_errored=False) -> list[StudyResult]:
+    results = []
+    with ray_session(address, num_cpus):
+        for index, study in enumerate(sweep.studies):
+            saved = state.studies.get(study.method, {})
+            if saved.get("complete"):
+                print(f"[{study.method}] complete already: not rerun", flush=True)
+                results.append(StudyResult(**saved["result"]))
+                continue
+            result = _run_study(sweep, study, index, run_dir, state, restore, retry_errored)
+            results.append(result)
+    return results
+
+
+def _study_tracking(sweep: Sweep, study: Study, state: SweepState, run_dir: Path) -> dict:
+    saved = state.studies.setdefault(study.method, {})
+    dataset_name = sweep.dataset["name"]
+    tags = tracking.base_tags(sweep.name, study.method, dataset_name, state.commit)
+    tags["sweeplab.run_dir"] = str(run_dir)
+    parent = tracking.start_study_run(
+        state.tracking_uri, state.experiment_id, study.method, tags, run_dir / RESOLVED_FILE,
+        run_id=saved.get("parent_run_id"),
+    )
+    saved["parent_run_id"] = parent
+    state.save(run_dir)
+    return {"uri": state.tracking_uri, "experiment_id": state.experiment_id, "parent_run_id": parent, "tags": tags}
+
+
+def _run_study(sweep, study, index, run_dir, state, restore, retry_errored) -> StudyResult:
+    from ray import tune
+
+    track = _study_tracking(sweep, study, state, run_dir)
+    metric, mode = _primary(study.metric), _primary(study.mode)
+    epochs_param = study.space.get("epochs")
+    max_t = int(upper_bound(epochs_param)) if epochs_param else engine.planned_epochs({engine.CONTEXT_KEY: {"method": study.method}})
+    trainable = tune.with_resources(run_trial, {"cpu": sweep.resources.cpus, "gpu": sweep.resources.gpus})
+    exp_dir = run_dir / study.method
+
+    if restore and tune.Tuner.can_restore(str(exp_dir)):
+        print(f"[{study.method}] restoring from {exp_dir}", flush=True)
+        tuner = tune.Tuner.restore(
+            str(exp_dir), trainable=trainable, resume_unfinished=True,
+            resume_errored=retry_errored, restart_errored=False,
+        )
+    else:
+        context = {
+            "method": study.method,
+            "dataset": sweep.dataset,
+            "model": sweep.model.model_dump(mode="json"),
+            "seed": sweep.seed,
+            "metric": metric,
+            "mode": mode,
+            "threads": max(1, int(sweep.resources.cpus)),
+            "tracking": track,
+        }
+        print(f"[{study.method}] {study.num_samples} trials, {sweep.search.sampler} sampler, "
+              f"{sweep.scheduler.name} scheduler, objective {metric} ({mode})", flush=True)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={**fixed_values(study.space), engine.CONTEXT_KEY: context},
+            tune_config=tune.TuneConfig(
+                search_alg=make_searcher(study, sweep, run_dir, index),
+                scheduler=make_scheduler(sweep, metric, mode, max_t),
+                num_samples=study.num_samples,
+                max_concurrent_trials=sweep.search.max_concurrent,
+                reuse_actors=True,
+                trial_name_creator=TrialNamer(study.method),
+                trial_dirname_creator=TrialNamer(study.method),
+            ),
+            run_config=tune.RunConfig(
+                name=study.method,
+                storage_path=str(run_dir),
+                failure_config=tune.FailureConfig(max_failures=sweep.failure.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=sweep.checkpoint.keep),
+                callbacks=[
+                    ProgressPrinter(study.method, metric, study.num_samples, max_t),
+                    TrialEndRecorder(track, study.method),
+                ],
+                verbose=0,
+            ),
+        )
+    grid = tuner.fit()
+    result = summarize(grid, study, track["parent_run_id"], track)
+    tracking.finish_study_run(track["uri"], track["parent_run_id"], result.best, result.complete)
+    state.studies[study.method].update({"complete": result.complete, "result": result.as_dict()})
+    state.save(run_dir)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Summary table
+# ---------------------------------------------------------------------------
+def format_summary(results: list[StudyResult], uri: str) -> str:
+    rows = [("method", "trials (fin/pruned/div/failed)", "objective", "best", "best/test", "MLflow run", "config")]
+    for r in results:
+        best = r.best or {}
+        split_metric = r.metric.split("/", 1)[-1]
+        test = best.get("metrics", {}).get(f"best/test/{split_metric}")
+        config = ", ".join(f"{k}={_short(v)}" for k, v in sorted(best.get("config", {}).items()))
+        rows.append((
+            r.method + ("" if r.complete else " (incomplete)"),
+            f"{r.trials} ({r.finished}/{r.pruned}/{r.diverged}/{r.failed})",
+            f"{r.metric} ({r.mode})",
+            _short(best.get("value")) if best else "-",
+            _short(test) if test is not None else "-",
+            best.get("run_id") or "-",
+            config or "-",
+        ))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + str(row[-1]))
+        if n == 0:
+            lines.append("-" * len(lines[0]))
+    lines.append("")
+    lines.append(f"Open the results:  {tracking.ui_command(uri)}")
+    return "\n".join(lines)

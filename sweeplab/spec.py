@@ -1,0 +1,481 @@
+"""Sweep files: the schema, profiles and ``--set``, and errors a researcher can act on.
+
+A sweep file names the dataset, the methods to compare (each with a search space
+and a trial budget), the search algorithm, the scheduler, per-trial resources,
+tracking and storage (see ARCHITECTURE.md, "Sweep files"). ``load_sweep`` reads
+one, lays the ``--profile`` overlay and the ``--set`` overrides over it, checks
+everything it can without starting Ray, and either returns a ``Sweep`` or raises
+``SpecError`` listing every problem as ``file: key.path: message``.
+
+Overlay rule of ``--profile``: mappings merge key by key and anything else
+(lists included) is replaced, with two exceptions that keep options of
+different things apart: a ``dataset`` that names another dataset replaces the
+file's ``dataset`` whole, and each hyperparameter under a method's ``overrides``
+is replaced whole (as overrides replace the search-space file's top-level keys).
+``--set a.b=value`` sets one key after the profile; ``value`` is read as YAML.
+
+``Sweep.document`` is the checked document with every default resolved (absolute
+paths, tracking URI, each method's objective); saved with ``to_yaml`` and loaded
+again it gives the same ``Sweep``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+from pydantic import ValidationError
+
+from sweeplab.method import ENGINE_CHOICES, all_hyperparameters
+from sweeplab.spaces import Issue, Param, SpecError, collect_space, upper_bound
+from sweeplab.sweep_schema import (GRACE_SCHEDULERS, MULTI_OBJECTIVE_SAMPLERS, SECTIONS, STARTUP_SAMPLERS,
+                                   CheckpointSpec, FailureSpec, MethodSpec, ModelSpec, ResourcesSpec, SchedulerSpec,
+                                   SearchSpec, StorageSpec, SweepSpec, TrackingSpec, lenient, pydantic_issues)
+from sweeplab.tasks import task_family
+from trainables.registry import METHODS, MethodEntry
+
+__all__ = ["Issue", "SpecError", "Study", "Sweep", "load_sweep", "validate_files"]
+
+URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+# -- the result -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Study:
+    """One method of a sweep: its trial budget, its (merged, flattened) space and its objective."""
+
+    method: str
+    entry: MethodEntry
+    num_samples: int
+    space: dict[str, Param]
+    space_file: Path
+    metric: str | list[str]
+    mode: str | list[str]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    description: str
+    seed: int
+    dataset: dict[str, Any]  # the validated dataset options, JSON-ready (absolute paths)
+    model: ModelSpec
+    methods: dict[str, MethodSpec]
+    search: SearchSpec
+    scheduler: SchedulerSpec
+    resources: ResourcesSpec
+    tracking: TrackingSpec
+    storage: StorageSpec
+    failure: FailureSpec
+    checkpoint: CheckpointSpec
+    document: dict[str, Any]  # what to save as the resolved sweep file
+    studies: list[Study]
+    file: Path = field(compare=False)  # where it was read from: not part of what the sweep is
+    profile: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_document(cls, doc: Any, file: str | Path, profile: str | None = None) -> "Sweep":
+        """Check a document (already overlaid; e.g. a saved resolved sweep). Raises ``SpecError``."""
+        return _build(doc, Path(file), profile, lambda key: "")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.document, sort_keys=False, allow_unicode=True)
+
+
+# -- public entry points --------------------------------------------------------------
+
+
+def load_sweep(path: str | Path, profile: str | None = None, sets: Sequence[str] = ()) -> Sweep:
+    """Read a sweep file, apply ``--profile`` then ``--set``, check it. Raises ``SpecError``."""
+    path = Path(path)
+    raw, issues = _read_yaml(path)
+    if issues:
+        raise SpecError(issues)
+    if not isinstance(raw, dict):
+        raise SpecError([Issue(str(path), "(top level)", "a sweep file must be a mapping (name, dataset, methods, "
+                               f"...), got {type(raw).__name__} {raw!r}")])
+    doc, overlay, set_paths, issues = _overlay_profile_and_sets(raw, str(path), profile, sets)
+    if issues:
+        raise SpecError(issues)
+
+    def origin(key: str) -> str:
+        for text, dotted in set_paths:
+            if key == dotted or key.startswith(dotted + ".") or key.startswith(dotted + "["):
+                return f" (from --set {text})"
+        return f" (from profile {profile!r})" if overlay and _has_path(overlay, key) else ""
+
+    return _build(doc, path, profile, origin)
+
+
+def validate_files(paths: Sequence[str | Path], profile: str | None = None, sets: Sequence[str] = ()) -> list[Issue]:
+    """Every problem of every file; without ``profile``, each file's profiles are checked too."""
+    issues: list[Issue] = []
+    for path in paths:
+        profiles: list[str | None] = [profile]
+        if profile is None:
+            raw, _ = _read_yaml(Path(path))
+            if isinstance(raw, dict) and isinstance(raw.get("profiles"), dict):
+                profiles += list(raw["profiles"])
+        for name in profiles:
+            try:
+                load_sweep(path, name, sets)
+            except SpecError as error:
+                issues += [i for i in error.issues if i not in issues]
+    return issues
+
+
+# -- reading, profiles, --set -----------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> tuple[Any, list[Issue]]:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        return None, [Issue(str(path), "(file)", f"cannot read: {error.strerror or error}")]
+    try:
+        return yaml.safe_load(text), []
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        what = " ".join(str(p) for p in (getattr(error, "context", None), getattr(error, "problem", None)) if p)
+        return None, [Issue(str(path), where, f"invalid YAML: {what or error}")]
+
+
+def _overlay_profile_and_sets(raw: dict, file: str, profile: str | None, sets: Sequence[str]):
+    issues: list[Issue] = []
+    doc = {k: v for k, v in raw.items() if k != "profiles"}
+    profiles = raw.get("profiles") or {}
+    overlay: dict = {}
+    if not isinstance(profiles, dict):
+        issues.append(Issue(file, "profiles", f"must be a mapping of profile name -> overlay, got {profiles!r}"))
+        profiles = {}
+    for name, body in profiles.items():
+        if not isinstance(body, dict):
+            message = f"a profile must be a mapping laid over the file, got {body!r}"
+            issues.append(Issue(file, f"profiles.{name}", message))
+        elif "profiles" in body:
+            issues.append(Issue(file, f"profiles.{name}.profiles", "a profile may not contain 'profiles'"))
+    if profile is not None:
+        if profile not in profiles:
+            known = ", ".join(map(str, profiles)) if profiles else "none (the file has no 'profiles')"
+            issues.append(Issue(file, "--profile", f"unknown profile {profile!r}; profiles in this file: {known}"))
+        elif isinstance(profiles[profile], dict):
+            overlay = profiles[profile]
+            doc = _merge(doc, overlay)
+    set_paths = []
+    for text in sets:
+        dotted, problem = _apply_set(doc, text)
+        if problem:
+            issues.append(Issue(file, "--set", f"{text!r}: {problem}"))
+        else:
+            set_paths.append((text, dotted))
+    return doc, overlay, set_paths, issues
+
+
+def _merge(base: Mapping, over: Mapping, path: tuple = ()) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        here = path + (key,)
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping) and not _replaced_whole(here, old, value):
+            out[key] = _merge(old, value, here)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _replaced_whole(path: tuple, old: Mapping, new: Mapping) -> bool:
+    if path == ("dataset",):
+        return "name" in new and new["name"] != old.get("name")
+    return len(path) == 4 and path[0] == "methods" and path[2] == "overrides"
+
+
+def _apply_set(doc: dict, text: str) -> tuple[str, str | None]:
+    """Set one key in place; returns ``(dotted key, problem or None)``."""
+    if "=" not in text:
+        return "", "no '='; write --set key.path=value (e.g. methods.ce.num_samples=4)"
+    dotted, _, value_text = text.partition("=")
+    parts = dotted.strip().split(".")
+    if not all(parts):
+        return "", f"{dotted!r} is not a dotted key path (e.g. search.sampler)"
+    if parts[0] == "profiles":
+        return "", "--set cannot change profiles; use --profile NAME"
+    try:
+        value = yaml.safe_load(value_text)
+    except yaml.YAMLError as error:
+        return "", f"the value is not valid YAML: {getattr(error, 'problem', error)}"
+    node = doc
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            return "", f"{'.'.join(parts[: i + 1])!r} is {child!r}, not a mapping, so it has no key {parts[i + 1]!r}"
+        node = child
+    node[parts[-1]] = value
+    return ".".join(parts), None
+
+
+def _has_path(mapping: Mapping, dotted: str) -> bool:
+    node: Any = mapping
+    for part in re.sub(r"\[\d+\]", "", dotted).split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+# -- the checks -------------------------------------------------------------------------------------
+
+
+class _Problems:
+    def __init__(self, file: Path, origin):
+        self.file, self.origin, self.issues = str(file), origin, []
+
+    def add(self, key: str, message: str, file: str | None = None) -> None:
+        issue = Issue(file, key, message) if file else Issue(self.file, key, message + self.origin(key))
+        if issue not in self.issues:
+            self.issues.append(issue)
+
+    def extend(self, issues: list[Issue]) -> None:
+        for i in issues:
+            self.add(i.key, i.message, None if i.file == self.file else i.file)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _find(given: str, base: Path) -> tuple[Path | None, list[Path]]:
+    """A file named in a sweep file: absolute, else next to the sweep file, else in the cwd."""
+    path = Path(given).expanduser()
+    candidates = [path] if path.is_absolute() else list(dict.fromkeys([base.resolve() / path, Path.cwd() / path]))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve(), candidates
+    return None, candidates
+
+
+def _build(doc: Any, file: Path, profile: str | None, origin) -> Sweep:
+    problems = _Problems(file, origin)
+    if not isinstance(doc, dict):
+        raise SpecError([Issue(str(file), "(top level)", f"a sweep file must be a mapping, got {doc!r}")])
+    try:
+        spec = SweepSpec.model_validate(doc)
+    except ValidationError as error:
+        problems.extend(pydantic_issues(error, str(file), SweepSpec))
+        spec = None
+    sections = {name: getattr(spec, name) if spec else lenient(cls, doc.get(name)) for name, cls in SECTIONS.items()}
+    dataset = _check_dataset(doc.get("dataset"), problems)
+    weights = _check_weights(sections["model"], file, problems)
+    search, scheduler = sections["search"], sections["scheduler"]
+    if search and search.n_startup_trials is not None and search.sampler not in STARTUP_SAMPLERS:
+        problems.add("search.n_startup_trials", f"sampler {search.sampler!r} does not use it; "
+                     f"only {', '.join(STARTUP_SAMPLERS)} do (remove it or set null)")
+    studies = []
+    methods = doc.get("methods")
+    for name, raw in (methods.items() if isinstance(methods, dict) else ()):
+        study = _check_method(str(name), raw, search, scheduler, dataset, file, problems)
+        if study is not None:
+            studies.append(study)
+    own_metrics = [(lenient(MethodSpec, raw) or MethodSpec()).metric
+                   for name, raw in (methods.items() if isinstance(methods, dict) else ()) if name in METHODS]
+    if search and any(isinstance(m if m is not None else search.metric, list) for m in own_metrics):
+        if search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+            problems.add("search.sampler", f"sampler {search.sampler!r} optimises one objective but a metric list "
+                         f"asks for several; allowed: {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
+    if problems.issues or spec is None or dataset is None:
+        raise SpecError(problems.issues)
+    return _resolved(spec, dataset, weights, studies, file, profile)
+
+
+def _check_dataset(raw: Any, problems: _Problems):
+    from sweeplab.data import DATASETS, parse_dataset_options
+
+    if not isinstance(raw, Mapping):
+        return None  # reported by the schema
+    try:
+        return parse_dataset_options(raw)
+    except KeyError:
+        what = "missing" if raw.get("name") is None else f"unknown dataset {raw.get('name')!r}"
+        problems.add("dataset.name", f"{what}; allowed: {', '.join(sorted(DATASETS))}")
+    except ValidationError as error:
+        for issue in pydantic_issues(error, problems.file, DATASETS[raw["name"]], "dataset"):
+            message = issue.message
+            if "does not exist" in message and not Path(str(raw.get(issue.key.split(".")[-1], "/"))).is_absolute():
+                message += f" (relative paths resolve against the current directory, {Path.cwd()})"
+            problems.add(issue.key, message)
+    return None
+
+
+def _check_weights(model: ModelSpec | None, file: Path, problems: _Problems) -> str | None:
+    if model is None or model.weights is None:
+        return None
+    found, looked = _find(model.weights, file.parent)
+    if found is None:
+        problems.add("model.weights", f"file not found: {model.weights} (looked at {', '.join(map(str, looked))}); "
+                     "give a local state-dict file or null")
+        return None
+    return str(found)
+
+
+def _check_method(name, raw, search, scheduler, dataset, file: Path, problems: _Problems) -> Study | None:
+    key = f"methods.{name}"
+    if name not in METHODS:
+        problems.add(key, f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
+        return None
+    entry, spec = METHODS[name], lenient(MethodSpec, raw)
+    if spec is None:
+        return None
+    try:
+        method_cls = entry.load()
+    except Exception as error:  # an import error inside the method's module
+        problems.add(key, f"cannot import {entry.target}: {type(error).__name__}: {error}")
+        return None
+    if dataset is not None and dataset.task != entry.task:
+        problems.add(key, f"method {name!r} is a {entry.task} method but dataset {dataset.name!r} is {dataset.task}")
+    n_before = len(problems.issues)
+    space, space_file = _method_space(name, spec, entry, method_cls, file, problems)
+    objective = _objective(name, spec, search, entry, problems) if search is not None else None
+    if space is not None and scheduler is not None and scheduler.name in GRACE_SCHEDULERS:
+        _check_grace_period(name, space, scheduler.grace_period, method_cls, problems)
+    if len(problems.issues) > n_before or objective is None or space_file is None:
+        return None
+    return Study(name, entry, spec.num_samples, space, space_file, *objective)
+
+
+def _method_space(name, spec: MethodSpec, entry: MethodEntry, method_cls, file: Path, problems: _Problems):
+    """The method's search-space file with its overrides merged in (per top-level key), checked."""
+    key = f"methods.{name}"
+    if spec.search_space is None:
+        path, looked = (entry.search_space if entry.search_space.is_file() else None), [entry.search_space]
+    else:
+        path, looked = _find(spec.search_space, file.parent)
+    if path is None:
+        problems.add(f"{key}.search_space", f"search-space file not found (looked at {', '.join(map(str, looked))}); "
+                     "give a path relative to the sweep file or the current directory, or null for "
+                     f"search_spaces/{name}.yaml")
+        return None, None
+    raw, issues = _read_yaml(path)
+    shown = _shown(path)
+    problems.extend([Issue(shown, i.key, i.message) for i in issues])
+    if issues:
+        return None, None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        problems.add("(top level)", f"a search space must be a mapping of hyperparameter -> spec, got {raw!r}", shown)
+        return None, None
+    n_before = len(problems.issues)
+    space: dict[str, Param] = {}
+    where: dict[str, tuple[str | None, str]] = {}  # name -> (file or None for the sweep file, dotted key)
+    pieces = [(shown, k, v, "") for k, v in raw.items() if k not in spec.overrides]
+    pieces += [(None, k, v, f"{key}.overrides") for k, v in spec.overrides.items()]
+    for source, top, value, at in pieces:  # one top-level key at a time: overrides replace whole keys
+        part, locations, issues = collect_space({top: value}, source or problems.file, at=at)
+        problems.extend(issues)
+        for param_name, param in part.items():
+            if param_name in space:
+                problems.add(locations[param_name], f"hyperparameter {param_name!r} is defined twice", source)
+            space[param_name] = param
+            where[param_name] = (source, locations[param_name])
+    allowed = all_hyperparameters(method_cls)
+    for param_name, param in space.items():
+        source, at = where[param_name]
+        if param_name not in allowed:
+            problems.add(at, f"unknown hyperparameter {param_name!r} for method {name!r}; allowed: "
+                         f"{', '.join(sorted(allowed))}", source)
+        elif param_name in ENGINE_CHOICES:
+            _check_engine_choice(param_name, param, at, source, problems)
+    return space, (path if len(problems.issues) == n_before else None)
+
+
+def _check_engine_choice(name: str, param: Param, at: str, source, problems: _Problems) -> None:
+    allowed = ENGINE_CHOICES[name]
+    if param.kind in ("float", "int"):
+        problems.add(at, f"{name!r} is categorical; write a value or {{type: categorical, choices: [...]}} from: "
+                     f"{', '.join(allowed)}", source)
+        return
+    for value in param.choices if param.kind == "categorical" else (param.value,):
+        if value not in allowed:
+            problems.add(at, f"{value!r} is not a known {name}; allowed: {', '.join(allowed)}", source)
+
+
+def _objective(name, spec: MethodSpec, search: SearchSpec, entry: MethodEntry, problems: _Problems):
+    """The method's metric and mode: the method's own, else the sweep's, else the registry's.
+    A mode pairs with the metric of its level: a method's own metric takes the method's mode."""
+    if spec.metric is not None:
+        metric, metric_key, mode = spec.metric, f"methods.{name}.metric", spec.mode
+    elif search.metric is not None:
+        metric, metric_key = search.metric, "search.metric"
+        mode = spec.mode if spec.mode is not None else search.mode
+    else:
+        metric, metric_key = entry.metric, f"methods.{name}"
+        mode = spec.mode if spec.mode is not None else search.mode
+    mode_key = f"methods.{name}.mode" if spec.mode is not None or spec.metric is not None else "search.mode"
+    if mode is None and metric == entry.metric:
+        mode = entry.mode
+    n_before = len(problems.issues)
+    reported = task_family(entry.task).reported_metrics()
+    for m in metric if isinstance(metric, list) else [metric]:
+        if m not in reported and not m.startswith("train/loss/"):
+            problems.add(metric_key, f"{m!r} is not reported by method {name!r} ({entry.task}); allowed: "
+                         f"{', '.join(reported)}, or train/loss/<part>")
+    if mode is None:
+        problems.add(mode_key, f"required: metric {metric!r} is not the registry's {entry.metric!r}, so say "
+                     "whether to maximise or minimise it; allowed: max, min")
+    elif isinstance(metric, list) != isinstance(mode, list) or (isinstance(metric, list) and len(metric) != len(mode)):
+        problems.add(mode_key, f"mode {mode!r} does not match metric {metric!r}: give 'max'/'min' for one "
+                     "metric, or a list of them of the same length for a list of metrics")
+    return (metric, mode) if len(problems.issues) == n_before else None
+
+
+def _check_grace_period(name, space: dict[str, Param], grace: int, method_cls, problems: _Problems) -> None:
+    param = space.get("epochs")
+    if param is None:
+        most, where = all_hyperparameters(method_cls)["epochs"], "the default epochs"
+    else:
+        try:
+            most, where = upper_bound(param), "from epochs in its search space"
+        except TypeError:
+            problems.add("scheduler.grace_period", f"cannot compare with method {name!r}'s epochs, which is not a "
+                         f"whole number: {param}")
+            return
+    if grace > most:
+        problems.add("scheduler.grace_period", f"{grace} exceeds the epochs method {name!r} trains ({most}, "
+                     f"{where}); allowed: 1 to {most}")
+
+
+# -- the resolved document ---------------------------------------------------------------------------
+
+
+def _tracking_uri(uri: str | None) -> str:
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/") and uri[len(prefix):] not in ("", ":memory:"):
+        return prefix + str(Path(uri[len(prefix):]).expanduser().resolve())
+    return uri
+
+
+def _resolved(spec: SweepSpec, dataset, weights: str | None, studies: list[Study], file: Path, profile) -> Sweep:
+    doc = spec.model_dump(mode="json")
+    doc["dataset"] = dataset.model_dump(mode="json")
+    doc["model"]["weights"] = weights
+    for study in studies:
+        method = doc["methods"][study.method]
+        method.update(search_space=str(study.space_file), metric=study.metric, mode=study.mode)
+    doc["tracking"]["uri"] = _tracking_uri(spec.tracking.uri)
+    doc["tracking"]["experiment"] = spec.tracking.experiment or spec.name
+    if not URI_SCHEME.match(spec.storage.path):
+        doc["storage"]["path"] = str(Path(spec.storage.path).expanduser().resolve())
+    final = SweepSpec.model_validate(doc)
+    sections = {name: getattr(final, name) for name in SweepSpec.model_fields}
+    return Sweep(**sections, document=doc, studies=studies, file=file, profile=profile)

@@ -1,0 +1,243 @@
+"""The sweep file's schema (pydantic models, ``extra="forbid"``) and pydantic errors turned into ``Issue``s.
+
+The models check each key on its own (types, ranges, allowed names); ``sweeplab.spec``
+adds the checks that span keys and files (methods, search spaces, metrics).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Mapping, Sequence, get_args, get_origin
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from sweeplab.spaces import Issue
+from trainables.registry import METHODS
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2")
+MULTI_OBJECTIVE_SAMPLERS = ("nsga2", "tpe", "random")
+STARTUP_SAMPLERS = ("tpe", "gp", "cmaes")  # the samplers that take n_startup_trials
+SCHEDULERS = ("asha", "hyperband", "median", "fifo")
+GRACE_SCHEDULERS = ("asha", "median")  # the schedulers that use grace_period
+MODES = ("max", "min")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _backbones() -> tuple[str, ...]:
+    try:
+        from sweeplab.models import BACKBONES
+    except ImportError:
+        return ("small_cnn", "resnet18", "resnet34", "resnet50")
+    return tuple(BACKBONES)
+
+
+# -- schema ---------------------------------------------------------------------------
+
+
+def none_to_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _metric(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    if isinstance(value, list) and value and all(isinstance(m, str) and m for m in value):
+        return value
+    raise ValueError(f"must be a metric name or a non-empty list of metric names, got {value!r}")
+
+
+def _mode(value: Any) -> Any:
+    if value is None or value in MODES:
+        return value
+    if isinstance(value, list) and value and all(m in MODES for m in value):
+        return value
+    raise ValueError(f"must be 'max' or 'min' (or a list of them, one per metric), got {value!r}")
+
+
+Metric = Annotated[Any, AfterValidator(_metric)]
+Mode = Annotated[Any, AfterValidator(_mode)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Section):
+    backbone: str = "small_cnn"
+    weights: str | None = None  # a local state-dict file
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        if value not in _backbones():
+            raise ValueError(f"unknown backbone {value!r}; allowed: {', '.join(_backbones())}")
+        return value
+
+
+class MethodSpec(_Section):
+    num_samples: int = Field(8, ge=1)
+    search_space: str | None = None  # None: the registry's search_spaces/<method>.yaml
+    overrides: Annotated[dict[str, Any], BeforeValidator(none_to_empty)] = {}
+    metric: Metric = None
+    mode: Mode = None
+
+
+class SearchSpec(_Section):
+    sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
+    metric: Metric = None  # None: each method's registry metric
+    mode: Mode = None
+    max_concurrent: int = Field(2, ge=1)
+    n_startup_trials: int | None = Field(None, ge=0)
+
+
+class SchedulerSpec(_Section):
+    name: Literal[SCHEDULERS] = "asha"  # type: ignore[valid-type]
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class ResourcesSpec(_Section):
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+
+
+class TrackingSpec(_Section):
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    experiment: str | None = None  # None: the sweep's name
+
+
+class StorageSpec(_Section):
+    path: str = Field("sweeplab_results", min_length=1)
+
+
+class FailureSpec(_Section):
+    max_failures: int = Field(1, ge=0)
+
+
+class CheckpointSpec(_Section):
+    keep: int | None = Field(None, ge=1)
+
+
+SECTIONS = {"model": ModelSpec, "search": SearchSpec, "scheduler": SchedulerSpec, "resources": ResourcesSpec,
+            "tracking": TrackingSpec, "storage": StorageSpec, "failure": FailureSpec, "checkpoint": CheckpointSpec}
+
+
+class SweepSpec(_Section):
+    name: str
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    dataset: dict[str, Any]
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    methods: dict[str, Annotated[MethodSpec, BeforeValidator(none_to_empty)]] = Field(min_length=1)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    failure: FailureSpec = Field(default_factory=FailureSpec)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+
+    @field_validator(*SECTIONS, mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        return none_to_empty(value)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not NAME.fullmatch(value):
+            raise ValueError("must start with a letter or digit and use only letters, digits, '_', '.', '-' "
+                             f"(it names the MLflow experiment and the storage folder), got {value!r}")
+        return value
+
+
+# -- pydantic errors -> issues --------------------------------------------------------------
+
+
+def _model_at(root: type[BaseModel], loc: Sequence) -> type[BaseModel] | None:
+    """The model class that validates the value at ``loc`` under ``root`` (None if not a model)."""
+    t: Any = root
+    for part in loc:
+        while get_origin(t) is Annotated:
+            t = get_args(t)[0]
+        if isinstance(t, type) and issubclass(t, BaseModel) and part in t.model_fields:
+            t = t.model_fields[part].annotation
+        elif get_origin(t) is dict:
+            t = get_args(t)[1]
+        else:
+            return None
+    while get_origin(t) is Annotated:
+        t = get_args(t)[0]
+    return t if isinstance(t, type) and issubclass(t, BaseModel) else None
+
+
+def _key(prefix: str, loc: Sequence) -> str:
+    key = prefix
+    for part in loc:
+        key = f"{key}[{part}]" if isinstance(part, int) else (f"{key}.{part}" if key else str(part))
+    return key or "(top level)"
+
+
+def _allowed(model: type[BaseModel] | None) -> str:
+    names = list(model.model_fields) if model else []
+    if model is SweepSpec:
+        names.append("profiles")
+    return ", ".join(names)
+
+
+REQUIRED_HINTS = {
+    ("name",): "; the sweep's name, e.g. name: noisy_digits (names the MLflow experiment and the storage folder)",
+    ("dataset",): "; e.g. dataset: {name: noisy_digits} (the built-in data) or {name: image_folder, root: DIR}",
+    ("methods",): f"; e.g. methods: {{ce: {{num_samples: 8}}}}; known methods: {', '.join(sorted(METHODS))}",
+}
+
+
+def _pydantic_message(error: dict, root: type[BaseModel]) -> str:
+    kind, ctx, given = error["type"], error.get("ctx", {}), error.get("input")
+    loc = error["loc"]
+    if kind == "extra_forbidden":
+        return f"unknown key {loc[-1]!r}; allowed: {_allowed(_model_at(root, loc[:-1]))}"
+    if kind == "missing":
+        return "required key is missing" + REQUIRED_HINTS.get(tuple(loc), "")
+    if kind in ("model_type", "dict_type"):
+        model = _model_at(root, loc)
+        return f"must be a mapping{f' with keys: {_allowed(model)}' if model else ''}; got {given!r}"
+    if kind == "literal_error":
+        return f"{given!r} is not allowed; allowed: {ctx['expected']}"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than": "<", "less_than_equal": "<="}
+    if kind in bounds:
+        limit = next(iter(ctx.values()))
+        return f"must be {bounds[kind]} {limit}, got {given!r}"
+    if kind.startswith("int_"):
+        return f"must be a whole number, got {given!r}"
+    if kind.startswith("float_"):
+        return f"must be a number, got {given!r}"
+    if kind == "string_type":
+        return f"must be text, got {given!r}"
+    if kind == "too_short" and loc == ("methods",):
+        return f"name at least one method; known methods: {', '.join(sorted(METHODS))}"
+    return f"{error['msg']}; got {given!r}"
+
+
+def pydantic_issues(error: ValidationError, file: str, root: type[BaseModel], prefix: str = "") -> list[Issue]:
+    return [Issue(file, _key(prefix, e["loc"]), _pydantic_message(e, root)) for e in error.errors()]
+
+
+def lenient(model: type[BaseModel], raw: Any) -> Any:
+    """``raw`` validated for the semantic checks, with keys that fail left out (their defaults used);
+    None if that is not possible. The failures are reported by the whole document's validation."""
+    raw = none_to_empty(raw)
+    if not isinstance(raw, Mapping):
+        return None
+    raw = dict(raw)
+    while True:
+        try:
+            return model.model_validate(raw)
+        except ValidationError as error:
+            bad = {e["loc"][0] for e in error.errors() if e["loc"]} & raw.keys()
+            if not bad:
+                return None
+            for key in bad:
+                del raw[key]

@@ -1,0 +1,123 @@
+"""The training loop without Ray: metrics, checkpoints, resume, divergence."""
+
+import math
+
+import pytest
+import torch
+
+from sweeplab import engine
+from sweeplab.engine import CONTEXT_KEY, MemoryReporter, train
+
+
+def trial_config(**hp):
+    hp.setdefault("epochs", 3)
+    hp.setdefault("batch_size", 64)
+    return {
+        **hp,
+        CONTEXT_KEY: {
+            "method": "ce",
+            "dataset": {"name": "noisy_digits", "noise_rate": 0.2},
+            "model": {"backbone": "small_cnn", "weights": None},
+            "seed": 3,
+            "metric": "val/acc",
+            "mode": "max",
+        },
+    }
+
+
+class RecordingTracker:
+    def __init__(self):
+        self.events = []
+
+    def start(self, params):
+        self.events.append(("start", dict(params)))
+
+    def log_metrics(self, metrics, step):
+        self.events.append(("metrics", step, dict(metrics)))
+
+    def log_dict(self, obj, name):
+        self.events.append(("dict", name))
+
+    def finish(self, status, error=None):
+        self.events.append(("finish", status, error))
+
+
+def test_loop_reports_every_epoch_with_one_naming_scheme():
+    reporter, tracker = MemoryReporter(), RecordingTracker()
+    final = train(trial_config(lr=3e-3), reporter, tracker)
+    assert [r["epoch"] for r in reporter.results] == [1, 2, 3]
+    for r in reporter.results:
+        for key in ("train/loss", "train/acc", "val/loss", "val/acc", "val/mean_class_acc", "lr"):
+            assert math.isfinite(r[key]), key
+    assert "test/acc" not in reporter.results[0]
+    for key in ("test/acc", "best/val/acc", "best/test/acc", "best/epoch"):
+        assert key in final
+    assert final["val/acc"] > 0.5  # learns through 20% noise in three epochs
+    assert tracker.events[0][0] == "start" and tracker.events[0][1]["lr"] == 3e-3
+    assert tracker.events[-1] == ("finish", "finished", None)
+    assert [e[1] for e in tracker.events if e[0] == "metrics"] == [1, 2, 3]
+
+
+def test_checkpoint_is_loadable_with_weights_only(tmp_path):
+    reporter = MemoryReporter()
+    train(trial_config(epochs=1), reporter)
+    path = tmp_path / "state.pt"
+    torch.save(reporter.checkpoint, path)
+    state = torch.load(path, weights_only=True)
+    assert state["epoch"] == 1 and "model" in state and "optimizer" in state
+
+
+def test_resume_from_checkpoint_reproduces_the_uninterrupted_trial():
+    straight = MemoryReporter()
+    train(trial_config(epochs=3, lr=2e-3), straight)
+
+    first = MemoryReporter()
+    cfg2 = trial_config(epochs=3, lr=2e-3)
+    # stop after two epochs: run a copy of the trial whose reporter raises after epoch 2
+    class StopAfterTwo(MemoryReporter):
+        def report(self, metrics, checkpoint):
+            super().report(metrics, checkpoint)
+            if metrics["epoch"] == 2:
+                raise KeyboardInterrupt
+
+    stopper = StopAfterTwo()
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg2, stopper)
+    assert stopper.checkpoint["epoch"] == 2
+
+    resumed = MemoryReporter(checkpoint=stopper.checkpoint)
+    train(trial_config(epochs=3, lr=2e-3), resumed)
+    assert [r["epoch"] for r in resumed.results] == [3]
+    for name, tensor in straight.checkpoint["model"].items():
+        assert torch.equal(tensor, resumed.checkpoint["model"][name]), name
+    assert resumed.results[-1]["val/acc"] == straight.results[-1]["val/acc"]
+    assert resumed.results[-1]["best/test/acc"] == straight.results[-1]["best/test/acc"]
+
+
+def test_a_diverging_trial_ends_cleanly_as_diverged():
+    reporter, tracker = MemoryReporter(), RecordingTracker()
+    out = train(trial_config(lr=1e12, optimizer="sgd", momentum=0.0, epochs=3), reporter, tracker)
+    assert out["diverged"] == 1.0
+    assert out["val/acc"] == float("-inf")  # worst value: every scheduler and searcher ranks it last
+    assert tracker.events[-1][:2] == ("finish", "diverged")
+    assert "loss became" in tracker.events[-1][2]
+
+
+def test_unknown_hyperparameter_is_refused():
+    with pytest.raises(KeyError, match="not known"):
+        train(trial_config(no_such_hp=1), MemoryReporter())
+
+
+def test_a_failing_trial_is_recorded_failed_and_raises():
+    tracker = RecordingTracker()
+    with pytest.raises(ValueError):
+        train(trial_config(batch_size=0), MemoryReporter(), tracker)  # DataLoader refuses batch_size 0
+    assert tracker.events[-1][:2] == ("finish", "failed")
+    assert "ValueError" in tracker.events[-1][2]
+
+
+def test_planned_epochs_uses_config_or_default():
+    assert engine.planned_epochs(trial_config(epochs=7)) == 7
+    cfg = trial_config()
+    del cfg["epochs"]
+    assert engine.planned_epochs(cfg) == engine.all_hyperparameters(engine.load_method_class("ce"))["epochs"]

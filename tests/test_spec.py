@@ -1,0 +1,297 @@
+"""Sweep files: every bad input names its file, its key path and what is allowed; profiles,
+``--set`` and the resolved document."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweeplab.spaces import Param
+from sweeplab.spec import SpecError, Sweep, load_sweep, validate_files
+from trainables.registry import METHODS
+
+SPACE = {
+    "lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-1, "log": True},
+    "epochs": {"type": "int", "low": 2, "high": 4},
+    "batch_size": {"type": "categorical", "choices": [32, 64]},
+    "label_smoothing": 0.1,
+}
+
+SWEEP = {
+    "name": "digits_test",
+    "dataset": {"name": "noisy_digits", "noise_rate": 0.3},
+    "methods": {"ce": {"num_samples": 3, "search_space": "space.yaml"}},
+    "profiles": {"demo": {"methods": {"ce": {"num_samples": 2}}, "search": {"max_concurrent": 1}}},
+}
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative defaults (mlflow.db, sweeplab_results) land here
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def write(folder: Path, doc, space=SPACE) -> Path:
+    (folder / "space.yaml").write_text(space if isinstance(space, str) else yaml.safe_dump(space))
+    path = folder / "sweep.yaml"
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def errors_of(path, profile=None, sets=()) -> SpecError:
+    with pytest.raises(SpecError) as caught:
+        load_sweep(path, profile, sets)
+    return caught.value
+
+
+def edit(**changes):
+    """A copy of SWEEP with dotted keys set (None deletes the key)."""
+    doc = copy.deepcopy(SWEEP)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = doc
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return doc
+
+
+# (id, sweep document or text, space, profile, sets, file that holds it, key, part of the message)
+BAD = [
+    ("unknown top-level key", edit(colour="red"), SPACE, None, (), "sweep", "colour",
+     "unknown key 'colour'; allowed: name, description, seed, dataset"),
+    ("unknown nested key", edit(search__samplr="tpe"), SPACE, None, (), "sweep", "search.samplr",
+     "unknown key 'samplr'; allowed: sampler, metric, mode"),
+    ("unknown method", edit(methods__dino={}), SPACE, None, (), "sweep", "methods.dino",
+     "unknown method 'dino'; known methods: ce"),
+    ("hyperparameter the method lacks (space file)", SWEEP, {**SPACE, "beta": 0.5}, None, (), "space", "beta",
+     "unknown hyperparameter 'beta' for method 'ce'; allowed: batch_size, epochs, label_smoothing, lr"),
+    ("hyperparameter the method lacks (overrides)", edit(methods__ce__overrides={"scn": {"beta": 0.5}}), SPACE, None,
+     (), "sweep", "methods.ce.overrides.scn.beta", "unknown hyperparameter 'scn/beta'"),
+    ("inverted range", SWEEP, {**SPACE, "lr": {"type": "float", "low": 0.1, "high": 0.001}}, None, (), "space", "lr",
+     "inverted range: low 0.1 > high 0.001"),
+    ("empty range", SWEEP, {**SPACE, "epochs": {"type": "int", "low": 3, "high": 3}}, None, (), "space", "epochs",
+     "empty range"),
+    ("log with non-positive bound", SWEEP, {**SPACE, "lr": {"type": "float", "low": 0, "high": 0.1, "log": True}},
+     None, (), "space", "lr.low", "log scale needs low > 0"),
+    ("unknown sampler", edit(search__sampler="bayes"), SPACE, None, (), "sweep", "search.sampler",
+     "'bayes' is not allowed; allowed: 'tpe', 'random', 'cmaes', 'gp' or 'nsga2'"),
+    ("unknown scheduler", edit(scheduler__name="pbt"), SPACE, None, (), "sweep", "scheduler.name",
+     "allowed: 'asha', 'hyperband', 'median' or 'fifo'"),
+    ("metric not reported", edit(search__metric="val/accuracy", search__mode="max"), SPACE, None, (), "sweep",
+     "search.metric", "'val/accuracy' is not reported by method 'ce' (classification); allowed: train/loss"),
+    ("metric without mode", edit(search__metric="val/loss"), SPACE, None, (), "sweep", "search.mode",
+     "say whether to maximise or minimise it; allowed: max, min"),
+    ("num_samples 0", edit(methods__ce__num_samples=0), SPACE, None, (), "sweep", "methods.ce.num_samples",
+     "must be >= 1, got 0"),
+    ("negative cpus", edit(resources__cpus=-1), SPACE, None, (), "sweep", "resources.cpus", "must be > 0"),
+    ("missing data root", edit(dataset={"name": "image_folder", "root": "no/such/folder"}), SPACE, None, (), "sweep",
+     "dataset.root", "folder does not exist"),
+    ("unknown dataset", edit(dataset={"name": "cifar"}), SPACE, None, (), "sweep", "dataset.name",
+     "unknown dataset 'cifar'; allowed: image_folder, noisy_digits"),
+    ("unknown dataset option", edit(dataset__noise=0.2), SPACE, None, (), "sweep", "dataset.noise",
+     "unknown key 'noise'; allowed: noise_rate, noise_type"),
+    ("missing search-space file", edit(methods__ce__search_space="nowhere.yaml"), SPACE, None, (), "sweep",
+     "methods.ce.search_space", "search-space file not found"),
+    ("search-space file not a mapping", SWEEP, "- lr\n- epochs\n", None, (), "space", "(top level)",
+     "must be a mapping of hyperparameter"),
+    ("search-space file invalid YAML", SWEEP, "lr: {type: float\n", None, (), "space", "line 2", "invalid YAML"),
+    ("bad engine choice", edit(methods__ce__overrides={"optimizer": "rmsprop"}), SPACE, None, (), "sweep",
+     "methods.ce.overrides.optimizer", "'rmsprop' is not a known optimizer; allowed: sgd, adam, adamw"),
+    ("bad engine choice in categorical", SWEEP,
+     {**SPACE, "lr_schedule": {"type": "categorical", "choices": ["cosine", "step"]}}, None, (), "space",
+     "lr_schedule", "'step' is not a known lr_schedule; allowed: constant, cosine, exponential"),
+    ("unknown profile", SWEEP, SPACE, "cluster", (), "sweep", "--profile",
+     "unknown profile 'cluster'; profiles in this file: demo"),
+    ("--set without =", SWEEP, SPACE, None, ("methods.ce.num_samples",), "sweep", "--set",
+     "'methods.ce.num_samples': no '='"),
+    ("--set through a non-mapping", SWEEP, SPACE, None, ("name.first=1",), "sweep", "--set",
+     "'name.first=1': 'name' is 'digits_test', not a mapping"),
+    ("--set bad value", SWEEP, SPACE, None, ("methods.ce.num_samples=many",), "sweep", "methods.ce.num_samples",
+     "must be a whole number, got 'many' (from --set methods.ce.num_samples=many)"),
+    ("grace_period > epochs", edit(scheduler__grace_period=5), SPACE, None, (), "sweep", "scheduler.grace_period",
+     "5 exceeds the epochs method 'ce' trains (4, from epochs in its search space); allowed: 1 to 4"),
+    ("grace_period > fixed epochs", edit(scheduler__grace_period=3, methods__ce__overrides={"epochs": 2}), SPACE,
+     None, (), "sweep", "scheduler.grace_period", "allowed: 1 to 2"),
+    ("bad mode", edit(search__mode="maximize"), SPACE, None, (), "sweep", "search.mode",
+     "must be 'max' or 'min'"),
+    ("multi-objective with cmaes", edit(search__sampler="cmaes", search__metric=["val/acc", "val/loss"],
+                                        search__mode=["max", "min"], scheduler__name="fifo"), SPACE, None, (),
+     "sweep", "search.sampler", "allowed: nsga2, tpe, random"),
+    ("metric list with one mode", edit(search__sampler="nsga2", search__metric=["val/acc", "val/loss"],
+                                       search__mode="max", scheduler__name="fifo"), SPACE, None, (), "sweep",
+     "search.mode", "does not match metric"),
+    ("n_startup_trials with random", edit(search__sampler="random", search__n_startup_trials=5), SPACE, None, (),
+     "sweep", "search.n_startup_trials", "only tpe, gp, cmaes do"),
+    ("not a mapping", "- name: x\n", SPACE, None, (), "sweep", "(top level)", "must be a mapping"),
+    ("invalid YAML", "name: x\nmethods: {ce: [\n", SPACE, None, (), "sweep", "line 3", "invalid YAML"),
+    ("missing required key", edit(dataset=None), SPACE, None, (), "sweep", "dataset",
+     "required key is missing; e.g. dataset: {name: noisy_digits}"),
+    ("no methods", edit(methods={}), SPACE, None, (), "sweep", "methods",
+     "name at least one method; known methods: ce"),
+    ("bad sweep name", edit(name="my sweep"), SPACE, None, (), "sweep", "name", "only letters, digits"),
+    ("unknown backbone", edit(model={"backbone": "vgg16"}), SPACE, None, (), "sweep", "model.backbone",
+     "unknown backbone 'vgg16'; allowed: small_cnn"),
+    ("missing weights file", edit(model={"weights": "nope.pt"}), SPACE, None, (), "sweep", "model.weights",
+     "file not found: nope.pt"),
+    ("section not a mapping", edit(search="tpe"), SPACE, None, (), "sweep", "search",
+     "must be a mapping with keys: sampler"),
+    ("reduction_factor 1", edit(scheduler__reduction_factor=1), SPACE, None, (), "sweep",
+     "scheduler.reduction_factor", "must be > 1"),
+    ("bad key from a profile", edit(profiles={"demo": {"search": {"max_concurent": 1}}}), SPACE, "demo", (), "sweep",
+     "search.max_concurent", "unknown key 'max_concurent'; allowed: sampler, metric, mode, max_concurrent, "
+                             "n_startup_trials (from profile 'demo')"),
+    ("profile that is not a mapping", edit(profiles={"demo": "small"}), SPACE, "demo", (), "sweep", "profiles.demo",
+     "a profile must be a mapping"),
+]
+
+
+@pytest.mark.parametrize("doc, space, profile, sets, where, key, message", [b[1:] for b in BAD],
+                         ids=[b[0] for b in BAD])
+def test_bad_input_names_file_key_and_what_is_allowed(tmp_path, doc, space, profile, sets, where, key, message):
+    path = write(tmp_path, doc, space)
+    error = errors_of(path, profile, sets)
+    file = str(path) if where == "sweep" else "space.yaml"  # the space file is shown relative to the cwd
+    matches = [i for i in error.issues if i.file == file and i.key == key and message in i.message]
+    assert matches, f"expected {file}: {key}: ...{message}... in\n{error}"
+    assert f"{file}: {key}: " in str(error)
+
+
+def test_bad_inputs_are_many():
+    assert len(BAD) >= 15
+
+
+def test_all_problems_of_a_file_come_together(tmp_path):
+    doc = edit(colour="red", methods__ce__num_samples=0, search__sampler="bayes", methods__dino={},
+               resources__gpus=-1)
+    space = {**SPACE, "lr": {"type": "float", "low": 0.1, "high": 0.001}, "beta": 1}
+    error = errors_of(write(tmp_path, doc, space))
+    keys = {(Path(i.file).name, i.key) for i in error.issues}
+    assert {("sweep.yaml", "colour"), ("sweep.yaml", "methods.ce.num_samples"), ("sweep.yaml", "search.sampler"),
+            ("sweep.yaml", "methods.dino"), ("sweep.yaml", "resources.gpus"), ("space.yaml", "lr"),
+            ("space.yaml", "beta")} <= keys
+    assert len(str(error).splitlines()) == len(error.issues)
+
+
+def test_valid_file_loads_with_defaults(tmp_path):
+    sweep = load_sweep(write(tmp_path, SWEEP))
+    assert sweep.name == "digits_test" and sweep.seed == 0 and sweep.description == ""
+    assert sweep.dataset["name"] == "noisy_digits" and sweep.dataset["noise_rate"] == 0.3
+    assert sweep.dataset["noise_type"] == "symmetric"  # the dataset's own defaults are filled in
+    assert (sweep.model.backbone, sweep.model.weights) == ("small_cnn", None)
+    assert (sweep.search.sampler, sweep.search.max_concurrent, sweep.search.n_startup_trials) == ("tpe", 2, None)
+    assert (sweep.scheduler.name, sweep.scheduler.grace_period, sweep.scheduler.reduction_factor) == ("asha", 1, 2)
+    assert (sweep.resources.cpus, sweep.resources.gpus) == (1, 0)
+    assert sweep.tracking.uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert sweep.tracking.experiment == "digits_test"
+    assert sweep.storage.path == str(tmp_path.resolve() / "sweeplab_results")
+    assert (sweep.failure.max_failures, sweep.checkpoint.keep) == (1, None)
+    assert sweep.profile is None and sweep.file == tmp_path / "sweep.yaml"
+    assert "profiles" not in sweep.document
+    [study] = sweep.studies
+    assert study.method == "ce" and study.entry is METHODS["ce"] and study.num_samples == 3
+    assert study.space_file == (tmp_path / "space.yaml").resolve()
+    assert study.space["epochs"] == Param("int", low=2, high=4)
+    assert study.space["label_smoothing"] == Param("fixed", value=0.1)
+    assert (study.metric, study.mode) == ("val/acc", "max")  # the registry's objective
+
+
+def test_tracking_uri_from_environment_and_storage_uri_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    sweep = load_sweep(write(tmp_path, edit(storage={"path": "s3://bucket/sweeps"})))
+    assert sweep.tracking.uri == "http://127.0.0.1:5000"
+    assert sweep.storage.path == "s3://bucket/sweeps"
+
+
+def test_search_space_resolves_next_to_sweep_file_then_cwd(tmp_path):
+    sweeps = tmp_path / "sweeps"
+    sweeps.mkdir()
+    path = write(sweeps, SWEEP)  # space.yaml next to the sweep file
+    assert load_sweep(path).studies[0].space_file == (sweeps / "space.yaml").resolve()
+    (sweeps / "space.yaml").rename(tmp_path / "space.yaml")  # now only in the cwd
+    assert load_sweep(path).studies[0].space_file == (tmp_path / "space.yaml").resolve()
+
+
+@pytest.mark.skipif(not METHODS["ce"].search_space.is_file(), reason="search_spaces/ce.yaml not written yet")
+def test_null_search_space_is_the_registrys(tmp_path):
+    sweep = load_sweep(write(tmp_path, edit(methods={"ce": {"num_samples": 2}})))
+    assert sweep.studies[0].space_file == METHODS["ce"].search_space.resolve()
+
+
+def test_overrides_replace_top_level_keys_of_the_space_file(tmp_path):
+    doc = edit(methods__ce__overrides={"lr": 0.01, "epochs": {"type": "int", "low": 1, "high": 2},
+                                       "optimizer": {"type": "categorical", "choices": ["sgd", "adamw"]}})
+    space = load_sweep(write(tmp_path, doc)).studies[0].space
+    assert space["lr"] == Param("fixed", value=0.01)
+    assert space["epochs"] == Param("int", low=1, high=2)
+    assert space["optimizer"] == Param("categorical", choices=("sgd", "adamw"))
+    assert space["batch_size"] == Param("categorical", choices=(32, 64))  # untouched keys stay
+
+
+def test_method_metric_and_mode(tmp_path):
+    doc = edit(methods__ce__metric="val/loss", methods__ce__mode="min")
+    study = load_sweep(write(tmp_path, doc)).studies[0]
+    assert (study.metric, study.mode) == ("val/loss", "min")
+    loss_part = edit(search__metric="train/loss/ce", search__mode="min")
+    assert load_sweep(write(tmp_path, loss_part)).studies[0].metric == "train/loss/ce"
+    multi = edit(search__metric=["val/acc", "val/loss"], search__mode=["max", "min"], search__sampler="nsga2")
+    study = load_sweep(write(tmp_path, multi)).studies[0]
+    assert (study.metric, study.mode) == (["val/acc", "val/loss"], ["max", "min"])
+
+
+def test_profile_merges_deeply_and_set_applies_after_it(tmp_path):
+    path = write(tmp_path, SWEEP)
+    demo = load_sweep(path, "demo")
+    assert demo.profile == "demo"
+    assert demo.methods["ce"].num_samples == 2  # from the profile
+    assert demo.methods["ce"].search_space == str((tmp_path / "space.yaml").resolve())  # kept from the file
+    assert demo.search.max_concurrent == 1 and demo.search.sampler == "tpe"
+    both = load_sweep(path, "demo", ["methods.ce.num_samples=4", "scheduler.reduction_factor=3",
+                                     "search.metric=val/loss", "search.mode=min", "description=a b"])
+    assert both.methods["ce"].num_samples == 4 and isinstance(both.document["methods"]["ce"]["num_samples"], int)
+    assert both.scheduler.reduction_factor == 3.0
+    assert (both.studies[0].metric, both.studies[0].mode) == ("val/loss", "min")
+    assert both.description == "a b"
+    assert both.search.max_concurrent == 1  # the profile still applies
+
+
+def test_profile_naming_another_dataset_replaces_it_whole(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    doc = edit(dataset={"name": "image_folder", "root": str(images), "image_size": 64},
+               profiles={"demo": {"dataset": {"name": "noisy_digits", "noise_rate": 0.2}}})
+    path = write(tmp_path, doc)
+    assert load_sweep(path).dataset["root"] == str(images.resolve())
+    assert load_sweep(path, "demo").dataset == {"noise_rate": 0.2, "noise_type": "symmetric", "name": "noisy_digits",
+                                                 "val_fraction": 0.15, "test_fraction": 0.2}
+
+
+def test_resolved_document_round_trips(tmp_path, monkeypatch):
+    sweep = load_sweep(write(tmp_path, SWEEP), "demo", ["methods.ce.overrides={lr: 1e-3}"])
+    saved = tmp_path / "elsewhere" / "resolved.yaml"
+    saved.parent.mkdir()
+    saved.write_text(sweep.to_yaml())
+    monkeypatch.chdir(saved.parent)  # absolute paths: the saved file does not depend on the cwd
+    again = load_sweep(saved)
+    assert again == sweep
+    assert again.document == sweep.document and again.studies == sweep.studies
+    assert again.file == saved
+    assert Sweep.from_document(yaml.safe_load(sweep.to_yaml()), saved) == sweep
+
+
+def test_validate_files_checks_every_profile(tmp_path):
+    good = write(tmp_path, SWEEP)
+    assert validate_files([good]) == []
+    doc = edit(profiles={"demo": {"methods": {"ce": {"num_samples": 0}}}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    [issue] = validate_files([good, bad])
+    assert (issue.file, issue.key) == (str(bad), "methods.ce.num_samples")
+    assert "(from profile 'demo')" in issue.message
+    assert validate_files([bad], profile="nope")[0].key == "--profile"

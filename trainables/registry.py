@@ -1,0 +1,55 @@
+"""The explicit table of methods: name -> where it lives, its task, objective and search space.
+
+No import side effects: a method is imported only when a sweep uses it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+SEARCH_SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    name: str
+    target: str  # "module:Class"
+    task: str  # a key of sweeplab.tasks.TASKS
+    metric: str  # default objective
+    mode: str  # "max" | "min"
+    summary: str
+    paper: str
+
+    @property
+    def search_space(self) -> Path:
+        """The method's default search space, ``search_spaces/<name>.yaml``."""
+        return SEARCH_SPACES_DIR / f"{self.name}.yaml"
+
+    def load(self):
+        module_name, class_name = self.target.split(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+
+METHODS: dict[str, MethodEntry] = {
+    entry.name: entry
+    for entry in [
+        MethodEntry(
+            name="ce",
+            target="trainables.ce:CrossEntropy",
+            task="classification",
+            metric="val/acc",
+            mode="max",
+            summary="cross-entropy baseline (optional label smoothing)",
+            paper="baseline",
+        ),
+    ]
+}
+
+
+def get(name: str) -> MethodEntry:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}") from None
