@@ -32,7 +32,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import optuna
 import torch
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
 
 from sweeplab import engine, tracking
 from sweeplab.spaces import fixed_values, to_optuna, upper_bound
@@ -63,6 +68,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     if ray.is_initialized():
         yield
         return
+    # Tune snapshots the experiment (which trials finished, the searcher) at most this often;
+    # its default (>= 10 s) means a sweep killed within 10 s of a trial's end reruns that trial's
+    # last epochs on resume. A snapshot of a few hundred trials takes milliseconds.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     if address is None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
@@ -81,8 +90,6 @@ class TuneReporter:
     """The engine's reporter inside a Tune trial: results and checkpoints go to Tune."""
 
     def load_checkpoint(self) -> dict | None:
-        from ray import tune
-
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
             return None
@@ -90,8 +97,6 @@ class TuneReporter:
             return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
 
     def report(self, metrics: dict, checkpoint: dict | None) -> None:
-        from ray import tune
-
         if checkpoint is None:
             tune.report(metrics)
             return
@@ -102,8 +107,6 @@ class TuneReporter:
 
 def run_trial(config: dict) -> None:
     """Tune function trainable: one trial of a method study."""
-    from ray import tune
-
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per epoch otherwise
     ctx = config[engine.CONTEXT_KEY]
     tracker: engine.TrialTracker = engine.NullTracker()
@@ -117,9 +120,15 @@ def run_trial(config: dict) -> None:
             trial_id=context.get_trial_id(),
             run_name=context.get_trial_name(),
             tags=t["tags"],
-            extra_params={"dataset": ctx["dataset"], "model": ctx["model"], "seed": ctx["seed"]},
+            extra_params={k: v for k, v in trial_params(config).items() if k in ("dataset", "model", "seed")},
         )
     engine.train(config, TuneReporter(), tracker)
+
+
+def trial_params(config: Mapping[str, Any]) -> dict:
+    """What a trial's MLflow run records as params: its hyperparameters, dataset, model and seed."""
+    hp, ctx = engine.split_config(config)
+    return {**hp, "dataset": ctx["dataset"], "model": ctx["model"], "seed": ctx["seed"]}
 
 
 def stopped_early(result: Mapping[str, Any], planned_epochs: int) -> bool:
@@ -134,39 +143,63 @@ def trial_stopped_early(trial) -> bool:
     return stopped_early(trial.last_result or {}, engine.planned_epochs(trial.config))
 
 
-def make_searcher(study: Study, sweep: Sweep, run_dir: Path, index: int):
-    """OptunaSearch over the study's space, its study stored in the run folder's journal."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-    from ray.tune.search.optuna import OptunaSearch
+class PrunedAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna the truth about trials that did not run to the end.
 
-    class PrunedAwareOptunaSearch(OptunaSearch):
-        """Stock OptunaSearch tells Optuna that a trial the scheduler stopped early is COMPLETE
-        with its truncated value, which biases TPE towards whatever looks good at the first rung.
-        Here such a trial (and a diverged one) is told as PRUNED: Optuna keeps its intermediate
-        values (reported each epoch) and ranks it below every completed trial."""
+    Stock OptunaSearch tells Optuna that a trial the scheduler stopped early is COMPLETE with
+    its truncated value, which biases TPE towards whatever looks good at the first rung. Here
+    such a trial (and a diverged one) is told as PRUNED: Optuna keeps its intermediate values
+    (one per epoch) and ranks it below every completed trial.
 
-        def on_trial_complete(self, trial_id, result=None, error=False):
-            if error or not result or trial_id in self._completed_trials or trial_id not in self._ot_trials:
-                return super().on_trial_complete(trial_id, result, error)
-            ot_trial = self._ot_trials[trial_id]
-            if not stopped_early(result, int(ot_trial.params.get("epochs", fixed_epochs))):
-                return super().on_trial_complete(trial_id, result, error)
-            try:
-                value = result.get(self.metric) if not isinstance(self.metric, list) else None
-                if value is not None and math.isfinite(value) and "epoch" in result:
-                    ot_trial.report(value, int(result["epoch"]))  # the last value Tune does not pass on
-                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
-            except Exception as exc:  # e.g. told already before a restore
-                log.warning("Optuna: could not mark trial %s pruned: %s", trial_id, exc)
-            self._completed_trials.add(trial_id)
+    On restore, Optuna trials left RUNNING in the study's storage by a killed driver that no
+    restored Tune trial will continue are marked FAIL, so the study holds no phantom trials.
+    """
 
+    def __init__(self, *args, fixed_epochs: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fixed_epochs = fixed_epochs  # epochs of a trial whose space does not search them
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        ot_trial = self._ot_trials.get(trial_id)
+        if error or not result or trial_id in self._completed_trials or ot_trial is None:
+            return super().on_trial_complete(trial_id, result, error)
+        if not stopped_early(result, int(ot_trial.params.get("epochs", self.fixed_epochs))):
+            return super().on_trial_complete(trial_id, result, error)
+        try:
+            value = None if isinstance(self.metric, list) else result.get(self.metric)
+            if value is not None and math.isfinite(value) and "epoch" in result:
+                ot_trial.report(value, int(result["epoch"]))  # the last value, which Tune does not pass on
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+        except Exception as exc:  # noqa: BLE001 - e.g. told already before a restore
+            log.warning("Optuna: could not mark trial %s pruned: %s", trial_id, exc)
+        self._completed_trials.add(trial_id)
+
+    def on_trial_result(self, trial_id, result):
+        if trial_id not in self._completed_trials:  # see restore: told already, Tune reruns its tail
+            super().on_trial_result(trial_id, result)
+
+    def restore(self, checkpoint_path: str):
+        """The pickled searcher can lag behind the study's storage (the driver was killed between
+        Tune's snapshots): trials the storage has finished stay finished, and trials only the
+        storage knows (asked after the snapshot, never to be run) are marked FAIL."""
+        super().restore(checkpoint_path)
+        running = optuna.trial.TrialState.RUNNING
+        stored = {t.number: t.state for t in self._ot_study.get_trials(deepcopy=False)}
+        for trial_id, ot_trial in self._ot_trials.items():
+            if stored.get(ot_trial.number, running) != running:
+                self._completed_trials.add(trial_id)
+        live = {t.number for tid, t in self._ot_trials.items() if tid not in self._completed_trials}
+        for number, state in stored.items():
+            if state == running and number not in live:
+                self._ot_study.tell(number, state=optuna.trial.TrialState.FAIL)
+
+
+def make_searcher(study: Study, sweep: Sweep, run_dir: Path, index: int) -> PrunedAwareOptunaSearch:
+    """OptunaSearch over the study's space, its study stored in the run folder's journal
+    (``optuna-dashboard <run folder>/optuna.journal`` shows it live)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    fixed_epochs = engine.planned_epochs({**fixed_values(study.space), engine.CONTEXT_KEY: {"method": study.method}})
     seed = sweep.seed + index
     sampler = make_sampler(sweep.search.sampler, seed, sweep.search.n_startup_trials, sweep.search.max_concurrent > 1)
-    storage = JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
     return PrunedAwareOptunaSearch(
         space=to_optuna(study.space),
         metric=study.metric,
@@ -174,7 +207,8 @@ def make_searcher(study: Study, sweep: Sweep, run_dir: Path, index: int):
         sampler=sampler,
         seed=seed,
         study_name=f"{sweep.name}.{study.method}",
-        storage=storage,
+        storage=JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE))),
+        fixed_epochs=engine.planned_epochs({**fixed_values(study.space), engine.CONTEXT_KEY: {"method": study.method}}),
     )
 
 
@@ -219,12 +253,6 @@ def make_scheduler(sweep: Sweep, metric: str, mode: str, max_t: int):
 # ---------------------------------------------------------------------------
 # Driver-side callbacks
 # ---------------------------------------------------------------------------
-def _tune_callback_base():
-    from ray import tune
-
-    return tune.Callback
-
-
 class TrialNamer:
     """Trial names ``<method>_<trial id>`` (picklable, for restore)."""
 
@@ -239,7 +267,7 @@ def _primary(metric):
     return metric[0] if isinstance(metric, list) else metric
 
 
-class TrialEndRecorder(_tune_callback_base()):
+class TrialEndRecorder(tune.Callback):
     """Records in MLflow the end of trials that cannot record it themselves: stopped early
     by the scheduler (pruned) or failed for good (with the error text)."""
 
@@ -251,6 +279,7 @@ class TrialEndRecorder(_tune_callback_base()):
         tracking.record_trial_end(
             self.track["uri"], self.track["experiment_id"], self.track["parent_run_id"], trial.trial_id,
             status, error=error, run_name=f"{self.method}_{trial.trial_id}", tags=self.track["tags"],
+            params=trial_params(trial.config),
         )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -275,7 +304,7 @@ def trial_error_text(trial) -> str:
         return "trial failed (no error text available)"
 
 
-class ProgressPrinter(_tune_callback_base()):
+class ProgressPrinter(tune.Callback):
     """One line per trial event, on the driver."""
 
     def __init__(self, method: str, metric: str, num_samples: int, planned: int):
@@ -513,8 +542,6 @@ def _study_tracking(sweep: Sweep, study: Study, state: SweepState, run_dir: Path
 
 
 def _run_study(sweep, study, index, run_dir, state, restore, retry_errored) -> StudyResult:
-    from ray import tune
-
     track = _study_tracking(sweep, study, state, run_dir)
     metric, mode = _primary(study.metric), _primary(study.mode)
     epochs_param = study.space.get("epochs")
@@ -539,13 +566,14 @@ def _run_study(sweep, study, index, run_dir, state, restore, retry_errored) -> S
             "threads": max(1, int(sweep.resources.cpus)),
             "tracking": track,
         }
-        print(f"[{study.method}] {study.num_samples} trials, {sweep.search.sampler} sampler, "
+        searched = f"{sweep.search.sampler} sampler" if to_optuna(study.space) else "nothing searched (all fixed)"
+        print(f"[{study.method}] {study.num_samples} trials, {searched}, "
               f"{sweep.scheduler.name} scheduler, objective {metric} ({mode})", flush=True)
         tuner = tune.Tuner(
             trainable,
             param_space={**fixed_values(study.space), engine.CONTEXT_KEY: context},
             tune_config=tune.TuneConfig(
-                search_alg=make_searcher(study, sweep, run_dir, index),
+                search_alg=make_searcher(study, sweep, run_dir, index) if to_optuna(study.space) else None,
                 scheduler=make_scheduler(sweep, metric, mode, max_t),
                 num_samples=study.num_samples,
                 max_concurrent_trials=sweep.search.max_concurrent,
@@ -567,6 +595,10 @@ def _run_study(sweep, study, index, run_dir, state, restore, retry_errored) -> S
         )
     grid = tuner.fit()
     result = summarize(grid, study, track["parent_run_id"], track)
+    if restore:
+        trial_ids = {r.metrics.get("trial_id") or Path(r.path).name.split("_")[-1] for r in grid}
+        for lost in tracking.close_lost_runs(track["uri"], track["experiment_id"], track["parent_run_id"], trial_ids):
+            print(f"[{study.method}] trial {lost} was lost when the sweep was interrupted (recorded as lost)")
     tracking.finish_study_run(track["uri"], track["parent_run_id"], result.best, result.complete)
     state.studies[study.method].update({"complete": result.complete, "result": result.as_dict()})
     state.save(run_dir)

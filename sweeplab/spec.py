@@ -22,7 +22,6 @@ again it gives the same ``Sweep``.
 from __future__ import annotations
 
 import copy
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from sweeplab.sweep_schema import (GRACE_SCHEDULERS, MULTI_OBJECTIVE_SAMPLERS, S
                                    CheckpointSpec, FailureSpec, MethodSpec, ModelSpec, ResourcesSpec, SchedulerSpec,
                                    SearchSpec, StorageSpec, SweepSpec, TrackingSpec, lenient, pydantic_issues)
 from sweeplab.tasks import task_family
+from sweeplab.tracking import resolve_tracking_uri
 from trainables.registry import METHODS, MethodEntry
 
 __all__ = ["Issue", "SpecError", "Study", "Sweep", "load_sweep", "validate_files"]
@@ -457,14 +457,6 @@ def _check_grace_period(name, space: dict[str, Param], grace: int, method_cls, p
 # -- the resolved document ---------------------------------------------------------------------------
 
 
-def _tracking_uri(uri: str | None) -> str:
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/") and uri[len(prefix):] not in ("", ":memory:"):
-        return prefix + str(Path(uri[len(prefix):]).expanduser().resolve())
-    return uri
-
-
 def _resolved(spec: SweepSpec, dataset, weights: str | None, studies: list[Study], file: Path, profile) -> Sweep:
     doc = spec.model_dump(mode="json")
     doc["dataset"] = dataset.model_dump(mode="json")
@@ -472,7 +464,7 @@ def _resolved(spec: SweepSpec, dataset, weights: str | None, studies: list[Study
     for study in studies:
         method = doc["methods"][study.method]
         method.update(search_space=str(study.space_file), metric=study.metric, mode=study.mode)
-    doc["tracking"]["uri"] = _tracking_uri(spec.tracking.uri)
+    doc["tracking"]["uri"] = resolve_tracking_uri(spec.tracking.uri)
     doc["tracking"]["experiment"] = spec.tracking.experiment or spec.name
     if not URI_SCHEME.match(spec.storage.path):
         doc["storage"]["path"] = str(Path(spec.storage.path).expanduser().resolve())

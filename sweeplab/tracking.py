@@ -13,8 +13,10 @@ started instead of opening a second one. Metrics of an epoch go in one
 ``log_batch`` call.
 
 Statuses: tag ``sweeplab.status`` is one of running, finished, pruned, diverged,
-failed (with ``sweeplab.error``); MLflow's own run status follows
-(FINISHED, KILLED for pruned, FAILED for diverged and failed).
+failed (with ``sweeplab.error``), or lost (a trial that started just before the
+sweep was killed and that Tune's last snapshot did not hold, so the resumed sweep
+ran another in its place); MLflow's own run status follows (FINISHED, KILLED for
+pruned and lost, FAILED for diverged and failed).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import sweeplab
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-RUN_STATUS = {"finished": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "failed": "FAILED"}
+RUN_STATUS = {"finished": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "failed": "FAILED", "lost": "KILLED"}
 TAG_TRIAL_ID = "sweeplab.trial_id"
 TAG_STATUS = "sweeplab.status"
 TAG_ERROR = "sweeplab.error"
@@ -50,8 +52,9 @@ def resolve_tracking_uri(uri: str | None) -> str:
     working directory; a relative SQLite path is made absolute (trials run elsewhere)."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        uri = prefix + str(Path(uri[len(prefix):]).resolve())
+    path = uri[len(prefix):]
+    if uri.startswith(prefix) and not path.startswith("/") and path not in ("", ":memory:"):
+        uri = prefix + str(Path(path).expanduser().resolve())
     return uri
 
 
@@ -231,6 +234,7 @@ class MlflowTrialTracker:
         self.tags = dict(tags)
         self.extra_params = dict(extra_params or {})
         self.run_id: str | None = None
+        self._logged_through = 0  # epochs already in the run (a resumed trial repeats none of them)
         self._client = client(uri)
 
     def start(self, params: Mapping[str, Any]) -> None:
@@ -239,6 +243,8 @@ class MlflowTrialTracker:
             if found is not None:  # a resumed, retried or restored trial continues its run
                 self._client.update_run(found.info.run_id, status="RUNNING")
                 self._client.set_tag(found.info.run_id, TAG_STATUS, "running")
+                logged = self._client.get_metric_history(found.info.run_id, "epoch")
+                self._logged_through = max((m.step for m in logged), default=0)
                 return found.info.run_id, set(found.data.params)
             run = self._client.create_run(
                 self.experiment_id,
@@ -262,7 +268,7 @@ class MlflowTrialTracker:
             _retry(lambda: self._client.log_batch(self.run_id, params=_params(todo)), "log params")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        if self.run_id is None:
+        if self.run_id is None or step <= self._logged_through:
             return
         batch = _finite_metrics(metrics, step, int(time.time() * 1000))
         _retry(lambda: self._client.log_batch(self.run_id, metrics=batch), "log metrics")
@@ -292,6 +298,7 @@ def record_trial_end(
     error: str | None = None,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> None:
     """Driver side: close a trial's run that the trial could not close itself (stopped by
     the scheduler, or its worker died). A trial that failed before opening its run gets one,
@@ -311,6 +318,8 @@ def record_trial_end(
                 },
             )
             run_id = run.info.run_id
+            if params:
+                c.log_batch(run_id, params=_params(flatten_params(params)))
         else:
             if found.data.tags.get(TAG_STATUS) in ("finished", "diverged") and status != "failed":
                 return  # the trial already recorded its own end
@@ -318,3 +327,24 @@ def record_trial_end(
         close_run(c, run_id, status, error)
 
     _retry(record, f"record the end of trial {trial_id}")
+
+
+def close_lost_runs(uri: str, experiment_id: str, parent_run_id: str, trial_ids: set[str]) -> list[str]:
+    """Close the still-running child runs of a study whose trial is not among ``trial_ids``
+    (the study's trials after a resume) as ``lost``; returns their trial ids."""
+    runs = client(uri).search_runs(
+        [experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+        max_results=10_000,
+    )
+    lost = [r for r in runs if r.data.tags.get(TAG_TRIAL_ID) not in trial_ids]
+    for run in lost:
+        _retry(
+            lambda run=run: close_run(
+                client(uri), run.info.run_id, "lost",
+                "started just before the sweep was interrupted and not in Tune's last snapshot of the "
+                "experiment; the resumed sweep ran another trial in its place",
+            ),
+            "close a lost trial's run",
+        )
+    return [r.data.tags.get(TAG_TRIAL_ID) for r in lost]

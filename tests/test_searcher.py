@@ -1,0 +1,107 @@
+"""The Optuna searcher: early-stopped trials are pruned, not complete; the study is stored."""
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from sweeplab.runner import PrunedAwareOptunaSearch, make_sampler, stopped_early
+
+SPACE = {"lr": FloatDistribution(1e-3, 1e-1, log=True)}
+
+
+def storage(path):
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def searcher(path, cls=PrunedAwareOptunaSearch, **kw):
+    if cls is PrunedAwareOptunaSearch:
+        kw.setdefault("fixed_epochs", 4)
+    return cls(space=SPACE, metric="val/acc", mode="max", sampler=optuna.samplers.RandomSampler(seed=0),
+               study_name="s", storage=storage(path), **kw)
+
+
+def run_trial(s, trial_id, accs):
+    s.suggest(trial_id)
+    for epoch, acc in enumerate(accs[:-1], start=1):
+        s.on_trial_result(trial_id, {"val/acc": acc, "training_iteration": epoch, "epoch": epoch})
+    s.on_trial_complete(trial_id, {"val/acc": accs[-1], "training_iteration": len(accs), "epoch": len(accs)})
+
+
+def states(path):
+    return [(t.state, t.value) for t in optuna.load_study(study_name="s", storage=storage(path)).trials]
+
+
+def test_stock_optuna_search_tells_a_stopped_trial_complete(tmp_path):
+    """The defect we work around: documents what stock Ray does (if Ray fixes it, this fails)."""
+    s = searcher(tmp_path / "j", cls=OptunaSearch)
+    run_trial(s, "a", [0.5, 0.6])  # stopped by the scheduler after 2 of 4 epochs
+    assert states(tmp_path / "j") == [(TrialState.COMPLETE, 0.6)]
+
+
+def test_early_stopped_trial_is_pruned_with_all_its_values(tmp_path):
+    s = searcher(tmp_path / "j")
+    run_trial(s, "stopped", [0.5, 0.6])
+    run_trial(s, "full", [0.5, 0.6, 0.7, 0.8])
+    study = optuna.load_study(study_name="s", storage=storage(tmp_path / "j"))
+    stopped, full = study.trials
+    assert stopped.state == TrialState.PRUNED
+    assert stopped.intermediate_values == {1: 0.5, 2: 0.6}  # the last one too
+    assert full.state == TrialState.COMPLETE and full.value == 0.8
+    assert study.best_trial.number == full.number
+
+
+def test_diverged_trial_is_pruned(tmp_path):
+    s = searcher(tmp_path / "j")
+    s.suggest("d")
+    s.on_trial_complete("d", {"val/acc": float("-inf"), "epoch": 4, "diverged": 1.0})
+    assert states(tmp_path / "j")[0][0] == TrialState.PRUNED
+
+
+def test_searched_epochs_decide_what_stopped_early_means(tmp_path):
+    s = PrunedAwareOptunaSearch(
+        space={"epochs": optuna.distributions.IntDistribution(2, 2)}, metric="val/acc", mode="max",
+        sampler=optuna.samplers.RandomSampler(seed=0), study_name="s", storage=storage(tmp_path / "j"),
+        fixed_epochs=10,
+    )
+    run_trial(s, "a", [0.5, 0.6])  # 2 of its 2 epochs: complete although the default is 10
+    assert states(tmp_path / "j") == [(TrialState.COMPLETE, 0.6)]
+
+
+def test_study_lives_in_storage_and_a_restored_searcher_matches_it(tmp_path):
+    s = searcher(tmp_path / "j")
+    run_trial(s, "done", [0.5, 0.6, 0.7, 0.8])
+    s.suggest("in_flight")
+    s.suggest("finishes_after_save")
+    s.save(str(tmp_path / "searcher.pkl"))  # Tune's snapshot of the searcher
+    s.on_trial_complete("finishes_after_save", {"val/acc": 0.4, "epoch": 4})
+    s.suggest("asked_after_save")  # the driver is killed now: this trial is in storage only
+
+    restored = searcher(tmp_path / "j")
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    by_state = [t.state for t in optuna.load_study(study_name="s", storage=storage(tmp_path / "j")).trials]
+    assert by_state == [TrialState.COMPLETE, TrialState.RUNNING, TrialState.COMPLETE, TrialState.FAIL]
+    restored.on_trial_complete("in_flight", {"val/acc": 0.9, "epoch": 4})
+    assert states(tmp_path / "j")[1] == (TrialState.COMPLETE, 0.9)
+    # Tune reruns the tail of a trial the storage had finished: its results change nothing
+    restored.on_trial_result("finishes_after_save", {"val/acc": 0.5, "training_iteration": 3, "epoch": 3})
+    restored.on_trial_complete("finishes_after_save", {"val/acc": 0.5, "epoch": 4})
+    assert states(tmp_path / "j")[2] == (TrialState.COMPLETE, 0.4)
+
+
+@pytest.mark.parametrize("name", ["tpe", "random", "cmaes", "gp", "nsga2"])
+def test_every_sampler_named_in_sweep_files_samples_past_its_startup(name):
+    startup = None if name in ("random", "nsga2") else 2
+    sampler = make_sampler(name, seed=0, n_startup_trials=startup, concurrent=False)
+    study = optuna.create_study(sampler=sampler, direction="minimize")
+    study.optimize(lambda t: (t.suggest_float("x", -1, 1) - 0.3) ** 2 + t.suggest_float("y", 0, 1), n_trials=5)
+    assert len(study.trials) == 5 and all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_stopped_early():
+    assert stopped_early({"epoch": 2}, 4)
+    assert not stopped_early({"epoch": 4}, 4)
+    assert stopped_early({"epoch": 4, "diverged": 1.0}, 4)

@@ -1,0 +1,202 @@
+"""Real sweeps on a local Ray cluster with a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from conftest import kill_session, session_pids, write_sweep
+from sweeplab import runner
+from sweeplab.spec import load_sweep
+
+pytestmark = pytest.mark.integration
+SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
+
+
+def runs_of(uri: str, experiment: str):
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name(experiment)
+    runs = c.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("sweeplab.role") == "study"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return c, parents, children
+
+
+def optuna_trials(run_dir: Path, study_name: str):
+    storage = JournalStorage(JournalFileBackend(str(run_dir / runner.JOURNAL_FILE)))
+    return optuna.load_study(study_name=study_name, storage=storage).trials
+
+
+def test_sweep_records_a_parent_and_one_child_per_trial(workdir, capsys):
+    sweep = load_sweep(write_sweep(workdir, "four", num_samples=4, epochs=3))
+    run_dir, (result,) = runner.run_sweep(sweep, num_cpus=2)
+
+    assert result.complete and result.trials == 4 and result.failed == 0
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    c, parents, children = runs_of(uri, "four")
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    assert len({r.data.tags["sweeplab.trial_id"] for r in children}) == 4
+
+    statuses = {}
+    for run in children:
+        tags, params = run.data.tags, run.data.params
+        assert tags["sweeplab.method"] == "ce" and tags["sweeplab.sweep"] == "four"
+        assert tags["sweeplab.dataset"] == "noisy_digits" and "sweeplab.version" in tags
+        assert {"lr", "weight_decay", "batch_size", "epochs", "dataset/noise_rate"} <= set(params)
+        steps = [m.step for m in c.get_metric_history(run.info.run_id, "val/acc")]
+        assert steps == list(range(1, len(steps) + 1)) and steps, steps
+        status = tags["sweeplab.status"]
+        statuses[tags["sweeplab.trial_id"]] = status
+        if status == "finished":
+            assert steps[-1] == 3 and run.info.status == "FINISHED"
+            assert "best/test/acc" in run.data.metrics
+            assert "summary.json" in [a.path for a in c.list_artifacts(run.info.run_id)]
+        else:
+            assert status == "pruned" and steps[-1] < 3 and run.info.status == "KILLED"
+    assert "finished" in statuses.values()
+
+    # the parent: resolved sweep file, best trial summary, closed
+    assert parent.info.status == "FINISHED"
+    artifacts = {a.path for a in c.list_artifacts(parent.info.run_id)}
+    assert {"sweep.yaml", "best_trial.json"} <= artifacts
+    best_run = parent.data.tags["sweeplab.best_run_id"]
+    assert best_run in {r.info.run_id for r in children} and best_run == result.best["run_id"]
+
+    # the Optuna study is in the run folder; what ASHA stopped is PRUNED there, not COMPLETE
+    trials = optuna_trials(run_dir, "four.ce")
+    assert len(trials) == 4
+    expected = sorted(TrialState.COMPLETE if s == "finished" else TrialState.PRUNED for s in statuses.values())
+    assert sorted(t.state for t in trials) == expected
+
+    table = runner.format_summary([result], uri)
+    assert result.best["run_id"] in table and f"mlflow ui --backend-store-uri {uri}" in table
+    assert "trial" in capsys.readouterr().out  # progress lines while it ran
+
+
+def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(workdir):
+    path = write_sweep(workdir, "killed", num_samples=8, epochs=4, scheduler={"name": "fifo"})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = open(workdir / "first.log", "w")
+    first = subprocess.Popen(SWEEPLAB + ["run", str(path), "--num-cpus", "2"], cwd=workdir, env=env,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    finished_before = set()
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and first.poll() is None:
+            time.sleep(1)
+            if not (workdir / "mlflow.db").exists():
+                continue
+            try:
+                _, _, children = runs_of(uri, "killed")
+            except Exception:  # the store is still being created
+                continue
+            finished_before = {r.data.tags["sweeplab.trial_id"] for r in children
+                               if r.data.tags.get("sweeplab.status") == "finished"}
+            if len(finished_before) >= 2:
+                break
+        assert first.poll() is None, (workdir / "first.log").read_text()
+        assert len(finished_before) >= 2, "no two trials finished in time"
+        time.sleep(1.5)  # Tune snapshots the experiment every second (runner sets TUNE_GLOBAL_CHECKPOINT_S)
+    finally:
+        kill_session(first.pid)
+        first.wait()
+        log.close()
+    # the driver's Ray processes are gone with the session; wait for stragglers of this session only
+    for _ in range(30):
+        if not session_pids(first.pid):
+            break
+        time.sleep(1)
+
+    _, _, children = runs_of(uri, "killed")
+    assert sum(r.data.tags["sweeplab.status"] == "finished" for r in children) < 8  # it was interrupted
+    histories_before = {}
+    c = MlflowClient(uri)
+    for r in children:
+        if r.data.tags["sweeplab.trial_id"] in finished_before:
+            histories_before[r.data.tags["sweeplab.trial_id"]] = [
+                (m.step, m.value) for m in c.get_metric_history(r.info.run_id, "val/acc")]
+
+    resumed = subprocess.run(SWEEPLAB + ["resume", "killed", "--num-cpus", "2"], cwd=workdir, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "restoring from" in resumed.stdout
+
+    c, parents, children = runs_of(uri, "killed")
+    # a trial started in the last moment before the kill may be missing from Tune's last snapshot:
+    # its run is closed as lost, and the resumed sweep runs another trial in its place
+    lost = [r for r in children if r.data.tags["sweeplab.status"] == "lost"]
+    assert all(r.info.status == "KILLED" and "interrupted" in r.data.tags["sweeplab.error"] for r in lost)
+    assert len(lost) <= 2  # at most the two trials that were running
+    children = [r for r in children if r not in lost]
+    trial_ids = [r.data.tags["sweeplab.trial_id"] for r in children]
+    assert len(trial_ids) == 8 and len(set(trial_ids)) == 8  # every trial once
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    for r in children:
+        assert r.data.tags["sweeplab.status"] == "finished" and r.info.status == "FINISHED"
+        steps = [m.step for m in c.get_metric_history(r.info.run_id, "val/acc")]
+        assert steps == [1, 2, 3, 4], (r.data.tags["sweeplab.trial_id"], steps)  # no epoch logged twice
+        tid = r.data.tags["sweeplab.trial_id"]
+        if tid in histories_before:  # finished before the kill: not rerun
+            after = [(m.step, m.value) for m in c.get_metric_history(r.info.run_id, "val/acc")]
+            assert after == histories_before[tid]
+
+    run_dir = runner.find_run_dir("killed")
+    for tid in histories_before:  # Tune did not run any epoch of these again
+        rows = (run_dir / "ce" / f"ce_{tid}" / "result.json").read_text().splitlines()
+        assert len(rows) == 4, (tid, len(rows))
+    trials = optuna_trials(run_dir, "killed.ce")
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 8
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)  # FAIL: asked, never run
+    assert "killed" in resumed.stdout and "(incomplete)" not in resumed.stdout
+
+
+def test_failed_and_diverged_trials_are_recorded_and_the_sweep_goes_on(workdir):
+    """momentum -1 makes SGD refuse to start (a failed trial); lr 1e12 makes the loss blow up
+    (a diverged trial); the others finish. Random sampling with this seed draws all three."""
+    space = workdir / "space.yaml"
+    space.write_text(
+        "lr: {type: categorical, choices: [1.0e+12, 3.0e-3]}\n"
+        "momentum: {type: categorical, choices: [-1.0, 0.9]}\n"
+        "optimizer: sgd\nepochs: 2\n"
+    )
+    path = write_sweep(workdir, "outcomes", num_samples=4, epochs=2, seed=5,
+                       search={"sampler": "random", "n_startup_trials": None},
+                       scheduler={"name": "fifo"}, failure={"max_failures": 0})
+    sweep = load_sweep(path, sets=[f"methods.ce.search_space={space}", "methods.ce.overrides={}"])
+    run_dir, (result,) = runner.run_sweep(sweep, num_cpus=2)
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    _, parents, children = runs_of(uri, "outcomes")
+    assert len(children) == 4
+    seen = []
+    for run in children:
+        params, tags = run.data.params, run.data.tags
+        if float(params["momentum"]) < 0:
+            expected, mlflow_status = "failed", "FAILED"
+            assert "momentum" in tags["sweeplab.error"]  # the error text, from the trial's error file
+        elif float(params["lr"]) > 1:
+            expected, mlflow_status = "diverged", "FAILED"
+            assert "loss became" in tags["sweeplab.error"]
+        else:
+            expected, mlflow_status = "finished", "FINISHED"
+        assert (tags["sweeplab.status"], run.info.status) == (expected, mlflow_status)
+        seen.append(expected)
+    assert sorted(set(seen)) == ["diverged", "failed", "finished"]
+    assert result.complete and (result.failed, result.diverged) == (seen.count("failed"), seen.count("diverged"))
+    assert result.best is not None and result.best["config"]["lr"] == 3e-3
+    states = sorted(t.state.name for t in optuna_trials(run_dir, "outcomes.ce"))
+    assert states == sorted({"failed": "FAIL", "diverged": "PRUNED", "finished": "COMPLETE"}[s] for s in seen)
