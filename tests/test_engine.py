@@ -121,3 +121,24 @@ def test_planned_epochs_uses_config_or_default():
     cfg = trial_config()
     del cfg["epochs"]
     assert engine.planned_epochs(cfg) == engine.all_hyperparameters(engine.load_method_class("ce"))["epochs"]
+
+
+def test_engine_trains_a_resnet_on_a_users_image_folder(tmp_path):
+    from PIL import Image
+
+    rng = torch.Generator().manual_seed(0)
+    for split, n in (("train", 6), ("val", 3)):
+        for label, colour in (("cat", 0), ("dog", 2)):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = (torch.rand(20, 20, 3, generator=rng) * 60).to(torch.uint8)
+                pixels[..., colour] += 150
+                Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
+    config = trial_config(epochs=2, batch_size=4, lr=1e-3)
+    config[CONTEXT_KEY]["dataset"] = {"name": "image_folder", "root": str(tmp_path), "image_size": 32, "workers": 0}
+    config[CONTEXT_KEY]["model"] = {"backbone": "resnet18", "weights": None}
+    reporter = MemoryReporter()
+    final = train(config, reporter)
+    assert [r["epoch"] for r in reporter.results] == [1, 2]
+    assert 0.0 <= final["test/acc"] <= 1.0 and math.isfinite(final["train/loss"])

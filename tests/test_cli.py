@@ -1,0 +1,47 @@
+"""The command line: validate, methods, and bad input refused before anything starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO, write_sweep
+
+SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
+
+
+def sweeplab(*args, cwd):
+    return subprocess.run(SWEEPLAB + list(args), cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_validate_accepts_the_shipped_sweeps(tmp_path):
+    done = sweeplab("validate", *sorted(str(p) for p in (REPO / "sweeps").glob("*.yaml")), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "noisy_digits.yaml: ok" in done.stdout
+
+
+def test_validate_reports_every_problem_with_file_and_key(tmp_path):
+    path = write_sweep(tmp_path, "bad", num_samples=0, epochs=3, search={"sampler": "annealing"})
+    done = sweeplab("validate", str(path), cwd=tmp_path)
+    assert done.returncode == 1
+    assert f"{path.name}: methods.ce.num_samples:" in done.stderr
+    assert f"{path.name}: search.sampler:" in done.stderr and "tpe" in done.stderr
+
+
+def test_run_refuses_a_bad_file_before_starting_ray(tmp_path):
+    path = write_sweep(tmp_path, "bad", num_samples=2, epochs=3, dataset={"name": "image_folder", "root": "nowhere"})
+    done = sweeplab("run", str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "dataset.root" in done.stderr and "nowhere" in done.stderr
+    assert not (tmp_path / "sweeplab_results").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_resume_of_an_unknown_sweep_says_where_it_looked(tmp_path):
+    done = sweeplab("resume", "no_such_sweep", cwd=tmp_path)
+    assert done.returncode == 2 and "no_such_sweep" in done.stderr
+
+
+def test_methods_lists_the_registry(tmp_path):
+    done = sweeplab("methods", cwd=tmp_path)
+    assert done.returncode == 0
+    assert "ce" in done.stdout and "val/acc (max)" in done.stdout
