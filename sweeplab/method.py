@@ -37,6 +37,18 @@ ENGINE_CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+# Allowed ranges of the engine's numeric hyperparameters: (lowest, highest, lowest is excluded).
+# Checked by spec validation on fixed values, choices and search bounds. Momentum is left to
+# torch.optim, which refuses a bad value when the trial starts (recorded as a failed trial).
+ENGINE_BOUNDS: dict[str, tuple[float, float | None, bool]] = {
+    "epochs": (1, None, False),
+    "batch_size": (1, None, False),
+    "lr": (0.0, None, True),
+    "weight_decay": (0.0, None, False),
+    "lr_gamma": (0.0, 1.0, True),
+}
+
+
 @dataclass(frozen=True)
 class DataInfo:
     """What a method may know about its data when it builds its model."""

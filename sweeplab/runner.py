@@ -183,6 +183,9 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         Tune's snapshots): trials the storage has finished stay finished, and trials only the
         storage knows (asked after the snapshot, never to be run) are marked FAIL."""
         super().restore(checkpoint_path)
+        self.sync_with_storage()
+
+    def sync_with_storage(self) -> None:
         running = optuna.trial.TrialState.RUNNING
         stored = {t.number: t.state for t in self._ot_study.get_trials(deepcopy=False)}
         for trial_id, ot_trial in self._ot_trials.items():
@@ -566,14 +569,17 @@ def _run_study(sweep, study, index, run_dir, state, restore, retry_errored) -> S
             "threads": max(1, int(sweep.resources.cpus)),
             "tracking": track,
         }
-        searched = f"{sweep.search.sampler} sampler" if to_optuna(study.space) else "nothing searched (all fixed)"
+        searcher = make_searcher(study, sweep, run_dir, index) if to_optuna(study.space) else None
+        if searcher is not None and restore:  # killed before Tune saved anything: drop what it asked
+            searcher.sync_with_storage()
+        searched = f"{sweep.search.sampler} sampler" if searcher is not None else "nothing searched (all fixed)"
         print(f"[{study.method}] {study.num_samples} trials, {searched}, "
               f"{sweep.scheduler.name} scheduler, objective {metric} ({mode})", flush=True)
         tuner = tune.Tuner(
             trainable,
             param_space={**fixed_values(study.space), engine.CONTEXT_KEY: context},
             tune_config=tune.TuneConfig(
-                search_alg=make_searcher(study, sweep, run_dir, index) if to_optuna(study.space) else None,
+                search_alg=searcher,
                 scheduler=make_scheduler(sweep, metric, mode, max_t),
                 num_samples=study.num_samples,
                 max_concurrent_trials=sweep.search.max_concurrent,

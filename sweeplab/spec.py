@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 from pydantic import ValidationError
 
-from sweeplab.method import ENGINE_CHOICES, all_hyperparameters
+from sweeplab.method import ENGINE_BOUNDS, ENGINE_CHOICES, all_hyperparameters
 from sweeplab.spaces import Issue, Param, SpecError, collect_space, upper_bound
 from sweeplab.sweep_schema import (GRACE_SCHEDULERS, MULTI_OBJECTIVE_SAMPLERS, SECTIONS, STARTUP_SAMPLERS,
                                    CheckpointSpec, FailureSpec, MethodSpec, ModelSpec, ResourcesSpec, SchedulerSpec,
@@ -395,7 +395,21 @@ def _method_space(name, spec: MethodSpec, entry: MethodEntry, method_cls, file: 
                          f"{', '.join(sorted(allowed))}", source)
         elif param_name in ENGINE_CHOICES:
             _check_engine_choice(param_name, param, at, source, problems)
+        elif param_name in ENGINE_BOUNDS:
+            _check_engine_bounds(param_name, param, at, source, problems)
     return space, (path if len(problems.issues) == n_before else None)
+
+
+def _check_engine_bounds(name: str, param: Param, at: str, source, problems: _Problems) -> None:
+    low, high, open_low = ENGINE_BOUNDS[name]
+    values = {"fixed": [param.value], "categorical": list(param.choices)}.get(param.kind, [param.low, param.high])
+    for value in values:
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        ok = number is not None and (number > low if open_low else number >= low) and (high is None or number <= high)
+        if not ok:
+            allowed = f"{'>' if open_low else '>='} {low}" + ("" if high is None else f" and <= {high}")
+            problems.add(at, f"{name} {value!r} is out of range; allowed: a number {allowed}", source)
+            return
 
 
 def _check_engine_choice(name: str, param: Param, at: str, source, problems: _Problems) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Mapping, Sequence, get_args, get_ori
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from sweeplab.models import BACKBONES
 from sweeplab.spaces import Issue
 from trainables.registry import METHODS
 
@@ -21,14 +22,6 @@ SCHEDULERS = ("asha", "hyperband", "median", "fifo")
 GRACE_SCHEDULERS = ("asha", "median")  # the schedulers that use grace_period
 MODES = ("max", "min")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-def _backbones() -> tuple[str, ...]:
-    try:
-        from sweeplab.models import BACKBONES
-    except ImportError:
-        return ("small_cnn", "resnet18", "resnet34", "resnet50")
-    return tuple(BACKBONES)
 
 
 # -- schema ---------------------------------------------------------------------------
@@ -69,8 +62,8 @@ class ModelSpec(_Section):
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, value: str) -> str:
-        if value not in _backbones():
-            raise ValueError(f"unknown backbone {value!r}; allowed: {', '.join(_backbones())}")
+        if value not in BACKBONES:
+            raise ValueError(f"unknown backbone {value!r}; allowed: {', '.join(BACKBONES)}")
         return value
 
 

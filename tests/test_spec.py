@@ -295,3 +295,18 @@ def test_validate_files_checks_every_profile(tmp_path):
     assert (issue.file, issue.key) == (str(bad), "methods.ce.num_samples")
     assert "(from profile 'demo')" in issue.message
     assert validate_files([bad], profile="nope")[0].key == "--profile"
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ({"epochs": 0}, "epochs 0 is out of range; allowed: a number >= 1"),
+    ({"batch_size": {"type": "categorical", "choices": [0, 32]}}, "batch_size 0 is out of range"),
+    ({"lr": {"type": "float", "low": 0.0, "high": 0.1}}, "lr 0.0 is out of range; allowed: a number > 0.0"),
+    ({"lr_gamma": 1.5}, "lr_gamma 1.5 is out of range; allowed: a number > 0.0 and <= 1.0"),
+])
+def test_engine_hyperparameters_out_of_range(tmp_path, entry, fragment):
+    doc = copy.deepcopy(SWEEP)
+    doc["methods"]["ce"]["overrides"] = entry
+    with pytest.raises(SpecError) as info:
+        load_sweep(write(tmp_path, doc))
+    key = next(iter(entry))
+    assert f"methods.ce.overrides.{key}" in str(info.value) and fragment in str(info.value)
