@@ -48,6 +48,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from sweeplab.loopback import keep_local_ray_on_loopback
+
+keep_local_ray_on_loopback()  # this script starts a local Ray: keep it on 127.0.0.1 (before ray is imported)
+
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_FILE = REPO / "sweeps" / "noisy_digits.yaml"
 METHOD = "ce"

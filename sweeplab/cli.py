@@ -62,8 +62,12 @@ def cmd_resume(args) -> int:
     except FileNotFoundError as exc:
         print(exc, file=sys.stderr)
         return 2
-    sweep, results = runner.resume_sweep(run_dir, address=args.address, num_cpus=args.num_cpus,
-                                         retry_errored=args.retry_errored)
+    try:
+        sweep, results = runner.resume_sweep(run_dir, address=args.address, num_cpus=args.num_cpus,
+                                             retry_errored=args.retry_errored)
+    except runner.RunInUse as exc:
+        print(exc, file=sys.stderr)
+        return 2
     state = runner.SweepState.load(run_dir)
     return _finish(results, state.tracking_uri, run_dir)
 
@@ -109,6 +113,10 @@ def cmd_methods(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("run", "resume") and args.address is None:
+        from sweeplab.loopback import keep_local_ray_on_loopback
+
+        keep_local_ray_on_loopback()  # before anything imports ray
     handler = {"run": cmd_run, "resume": cmd_resume, "validate": cmd_validate, "methods": cmd_methods}[args.command]
     return handler(args)
 

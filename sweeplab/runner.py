@@ -40,6 +40,7 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeplab import engine, tracking
+from sweeplab.loopback import LOOPBACK_ONLY
 from sweeplab.spaces import fixed_values, to_optuna, upper_bound
 from sweeplab.spec import Study, Sweep, load_sweep
 
@@ -49,6 +50,7 @@ STATE_FILE = "state.json"
 RESOLVED_FILE = "sweep.yaml"
 JOURNAL_FILE = "optuna.journal"
 CHECKPOINT_FILE = "state.pt"
+LOCK_FILE = ".lock"
 
 
 # ---------------------------------------------------------------------------
@@ -68,12 +70,19 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     if ray.is_initialized():
         yield
         return
+    from ray._private import ray_constants
+
     # Tune snapshots the experiment (which trials finished, the searcher) at most this often;
     # its default (>= 10 s) means a sweep killed within 10 s of a trial's end reruns that trial's
     # last epochs on resume. A snapshot of a few hundred trials takes milliseconds.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     if address is None:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        if ray_constants.ENABLE_RAY_CLUSTER:  # read once, when ray is first imported
+            raise RuntimeError(
+                f"a local Ray would listen on this machine's network address: set {LOOPBACK_ONLY}=0 in the "
+                "environment before ray is imported (sweeplab's command line does; in your own script call "
+                "sweeplab.loopback.keep_local_ray_on_loopback() before importing ray), or pass an address"
+            )
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     else:
         ray.init(address=address, logging_level=logging.WARNING)
@@ -120,15 +129,20 @@ def run_trial(config: dict) -> None:
             trial_id=context.get_trial_id(),
             run_name=context.get_trial_name(),
             tags=t["tags"],
-            extra_params={k: v for k, v in trial_params(config).items() if k in ("dataset", "model", "seed")},
+            extra_params=context_params(ctx),
         )
     engine.train(config, TuneReporter(), tracker)
+
+
+def context_params(ctx: Mapping[str, Any]) -> dict:
+    """The trial context a trial's MLflow run records beside its hyperparameters."""
+    return {"dataset": ctx["dataset"], "model": ctx["model"], "seed": ctx["seed"]}
 
 
 def trial_params(config: Mapping[str, Any]) -> dict:
     """What a trial's MLflow run records as params: its hyperparameters, dataset, model and seed."""
     hp, ctx = engine.split_config(config)
-    return {**hp, "dataset": ctx["dataset"], "model": ctx["model"], "seed": ctx["seed"]}
+    return {**hp, **context_params(ctx)}
 
 
 def stopped_early(result: Mapping[str, Any], planned_epochs: int) -> bool:
@@ -369,6 +383,7 @@ class StudyResult:
     pruned: int = 0
     diverged: int = 0
     failed: int = 0
+    unfinished: int = 0  # started but neither ended nor failed (the sweep was interrupted)
     complete: bool = False
     best: dict | None = None  # trial_id, run_id, value, config, metrics
     parent_run_id: str | None = None
@@ -398,24 +413,29 @@ class SweepState:
         tmp.replace(run_dir / STATE_FILE)
 
 
-def summarize(grid, study: Study, parent_run_id: str, track: Mapping[str, Any] | None) -> StudyResult:
+def summarize(analysis, study: Study, parent_run_id: str, track: Mapping[str, Any] | None) -> StudyResult:
+    """The study's outcome from Tune's persisted experiment (``tune.ExperimentAnalysis``, what a
+    resume acts on): a trial running when the sweep was interrupted is unfinished, not pruned."""
     metric, mode = _primary(study.metric), _primary(study.mode)
     out = StudyResult(study.method, metric, mode, study.num_samples, parent_run_id=parent_run_id)
     best_value = None
-    for result in grid:
+    for trial in analysis.trials:
+        config, last = trial.config, trial.last_result or {}
         out.trials += 1
-        last = result.metrics or {}
-        if result.error is not None:
+        if trial.status == "ERROR":
             out.failed += 1
+            continue
+        if trial.status != "TERMINATED" or "epoch" not in last:  # pending, running or paused
+            out.unfinished += 1
             continue
         if last.get("diverged"):
             out.diverged += 1
             continue
-        if stopped_early(last, engine.planned_epochs(result.config)):
+        if stopped_early(last, engine.planned_epochs(config)):
             out.pruned += 1
         else:
             out.finished += 1
-        history = result.metrics_dataframe
+        history = analysis.trial_dataframes.get(trial.trial_id)
         if history is None or metric not in history:
             continue
         values = history[metric].dropna()
@@ -425,15 +445,15 @@ def summarize(grid, study: Study, parent_run_id: str, track: Mapping[str, Any] |
         if engine.is_better(value, best_value, mode):
             best_value = value
             out.best = {
-                "trial_id": last.get("trial_id"),
+                "trial_id": trial.trial_id,
                 "value": value,
-                "config": _hp(result.config),
+                "config": _hp(config),
                 "metrics": {k: v for k, v in last.items() if "/" in k and isinstance(v, (int, float))},
             }
     if out.best and track:
         run = tracking.find_trial_run(track["uri"], track["experiment_id"], parent_run_id, out.best["trial_id"])
         out.best["run_id"] = run.info.run_id if run else None
-    out.complete = (out.finished + out.pruned + out.diverged + out.failed) >= study.num_samples
+    out.complete = out.unfinished == 0 and (out.finished + out.pruned + out.diverged + out.failed) >= study.num_samples
     return out
 
 
@@ -516,9 +536,34 @@ def find_run_dir(name_or_path: str, storage: str | Path = "sweeplab_results") ->
     )
 
 
+class RunInUse(RuntimeError):
+    """Another sweeplab process is running this sweep run."""
+
+
+@contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock: two processes driving one sweep run (a resume started
+    while the sweep still shuts down) would tell Optuna and MLflow everything twice."""
+    import fcntl
+
+    with open(run_dir / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            raise RunInUse(f"{run_dir} is in use by another sweeplab process (pid {holder}); "
+                           "wait for it to end or stop it, then resume") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
 def _run_studies(sweep, run_dir, state, address, num_cpus, restore, retry_errored=False) -> list[StudyResult]:
     results = []
-    with ray_session(address, num_cpus):
+    with exclusive(run_dir), ray_session(address, num_cpus):
         for index, study in enumerate(sweep.studies):
             saved = state.studies.get(study.method, {})
             if saved.get("complete"):
@@ -527,6 +572,11 @@ def _run_studies(sweep, run_dir, state, address, num_cpus, restore, retry_errore
                 continue
             result = _run_study(sweep, study, index, run_dir, state, restore, retry_errored)
             results.append(result)
+            if not result.complete:  # interrupted (Ctrl-C): the remaining studies wait for resume
+                waiting = [s.method for s in sweep.studies[index + 1:]]
+                if waiting:
+                    print(f"[{study.method}] interrupted; not started: {', '.join(waiting)}", flush=True)
+                break
     return results
 
 
@@ -599,10 +649,11 @@ def _run_study(sweep, study, index, run_dir, state, restore, retry_errored) -> S
                 verbose=0,
             ),
         )
-    grid = tuner.fit()
-    result = summarize(grid, study, track["parent_run_id"], track)
+    tuner.fit()
+    analysis = tune.ExperimentAnalysis(str(exp_dir))
+    result = summarize(analysis, study, track["parent_run_id"], track)
     if restore:
-        trial_ids = {r.metrics.get("trial_id") or Path(r.path).name.split("_")[-1] for r in grid}
+        trial_ids = {t.trial_id for t in analysis.trials}
         for lost in tracking.close_lost_runs(track["uri"], track["experiment_id"], track["parent_run_id"], trial_ids):
             print(f"[{study.method}] trial {lost} was lost when the sweep was interrupted (recorded as lost)")
     tracking.finish_study_run(track["uri"], track["parent_run_id"], result.best, result.complete)
@@ -615,7 +666,7 @@ def _run_study(sweep, study, index, run_dir, state, restore, retry_errored) -> S
 # Summary table
 # ---------------------------------------------------------------------------
 def format_summary(results: list[StudyResult], uri: str) -> str:
-    rows = [("method", "trials (fin/pruned/div/failed)", "objective", "best", "best/test", "MLflow run", "config")]
+    rows = [("method", "trials/budget (finished/pruned/diverged/failed)", "objective", "best", "best/test", "MLflow run", "config")]
     for r in results:
         best = r.best or {}
         split_metric = r.metric.split("/", 1)[-1]
@@ -623,7 +674,7 @@ def format_summary(results: list[StudyResult], uri: str) -> str:
         config = ", ".join(f"{k}={_short(v)}" for k, v in sorted(best.get("config", {}).items()))
         rows.append((
             r.method + ("" if r.complete else " (incomplete)"),
-            f"{r.trials} ({r.finished}/{r.pruned}/{r.diverged}/{r.failed})",
+            f"{r.trials}/{r.num_samples} ({r.finished}/{r.pruned}/{r.diverged}/{r.failed})",
             f"{r.metric} ({r.mode})",
             _short(best.get("value")) if best else "-",
             _short(test) if test is not None else "-",

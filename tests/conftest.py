@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sweeplab.loopback import keep_local_ray_on_loopback
+
+keep_local_ray_on_loopback()  # the tests' local Ray stays on 127.0.0.1 (before any test imports ray)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
