@@ -59,6 +59,8 @@ class DataInfo:
     input_shape: tuple[int, int, int]  # C, H, W
     train_size: int
     train_class_counts: tuple[int, ...] = field(default=())
+    # class index groups by training frequency (multi-label: "head", "medium", "tail")
+    class_groups: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 class Method:
