@@ -14,6 +14,7 @@ A trial config is the sampled hyperparameters (nested by ``/``) plus a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -25,8 +26,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from sweeplab.data import build_dataset
-from sweeplab.method import Method, all_hyperparameters
-from sweeplab.metrics import SPLIT_METRICS
+from sweeplab.method import DataInfo, Method, all_hyperparameters
+from sweeplab.metrics import SPLIT_DETAILS, SPLIT_METRICS
 from sweeplab.models import build_backbone
 from sweeplab.spaces import flatten
 
@@ -226,14 +227,34 @@ def _to_device(batch, device):
     return tuple(t.to(device, non_blocking=True) if torch.is_tensor(t) else t for t in batch)
 
 
-def train_one_epoch(method: Method, model, loader, optimizer, device) -> dict[str, float]:
-    """Mean of each loss part over the epoch and the accuracy on the (possibly noisy) labels.
-    Raises ``Diverged`` at the first non-finite loss, before the optimizer steps on it."""
+def _paired(loader, second_loader):
+    """Each batch of ``loader`` with the next batch of ``second_loader`` (restarted when it ends)."""
+    second = iter(second_loader)
+    for batch in loader:
+        try:
+            other = next(second)
+        except StopIteration:
+            second = iter(second_loader)
+            other = next(second)
+        yield batch, other
+
+
+def train_one_epoch(method: Method, model, loader, optimizer, device, second_loader=None) -> dict[str, float]:
+    """Mean of each loss part over the epoch and, for single-label data, the accuracy on the
+    (possibly noisy) training labels. With ``second_loader`` (a method's paired sampler) each
+    step gets ``(batch, second_batch)``. Raises ``Diverged`` at the first non-finite loss,
+    before the optimizer steps on it."""
     model.train()
     sums: dict[str, float] = {}
     seen = correct = 0
-    for batch in loader:
-        batch = _to_device(batch, device)
+    steps = loader if second_loader is None else _paired(loader, second_loader)
+    for batch in steps:
+        if second_loader is None:
+            batch = _to_device(batch, device)
+            first = batch
+        else:
+            batch = tuple(_to_device(b, device) for b in batch)
+            first = batch[0]
         outputs = method.training_step(model, batch)
         loss = outputs["loss"]
         if not torch.isfinite(loss):
@@ -243,30 +264,36 @@ def train_one_epoch(method: Method, model, loader, optimizer, device) -> dict[st
         optimizer.step()
         method.after_optimizer_step(model, batch, outputs)
 
-        n = batch[1].shape[0]
+        n = first[1].shape[0]
         seen += n
         sums["loss"] = sums.get("loss", 0.0) + loss.item() * n
         for key, value in outputs.items():
             if key.startswith("loss/"):
                 sums[key] = sums.get(key, 0.0) + float(value) * n
         logits = outputs.get("logits")
-        if logits is not None and logits.dim() == 2 and batch[1].dim() == 1:
-            correct += (logits.detach().argmax(1) == batch[1]).sum().item()
+        single_label = logits is not None and logits.dim() == 2 and first[1].dim() == 1
+        if single_label:
+            correct += (logits.detach().argmax(1) == first[1]).sum().item()
     metrics = {f"train/{k}": v / max(seen, 1) for k, v in sums.items()}
-    if "logits" in outputs:
-        metrics["train/acc"] = correct / max(seen, 1)
+    if seen and single_label:
+        metrics["train/acc"] = correct / seen
     return metrics
 
 
 @torch.no_grad()
-def evaluate(method: Method, model, loader, device, task: str, num_classes: int) -> dict[str, float]:
+def predict_split(method: Method, model, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores, targets) of a whole split."""
     model.eval()
     scores, targets = [], []
     for batch in loader:
         inputs, target = batch[0].to(device), batch[1]
         scores.append(method.predict(model, inputs).float().cpu())
         targets.append(target)
-    return SPLIT_METRICS[task](torch.cat(scores), torch.cat(targets), num_classes)
+    return torch.cat(scores), torch.cat(targets)
+
+
+def evaluate(method: Method, model, loader, device, info: DataInfo) -> dict[str, float]:
+    return SPLIT_METRICS[info.task](*predict_split(method, model, loader, device), info)
 
 
 def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
@@ -321,25 +348,17 @@ def train(config: Mapping[str, Any], reporter: Reporter, tracker: TrialTracker |
     metrics: dict[str, float] = {}
     try:
         for epoch in range(start_epoch, epochs):
-            train_loader = DataLoader(
-                data.train,
-                batch_size=batch_size,
-                shuffle=True,
-                generator=epoch_generator(ctx.seed, epoch),
-                num_workers=data.num_workers,
-                pin_memory=pin,
-                drop_last=len(data.train) > batch_size,
-            )
+            train_loader, second_loader = train_loaders(method, data, batch_size, epoch_generator(ctx.seed, epoch), pin)
             metrics = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
             try:
-                metrics.update(train_one_epoch(method, model, train_loader, optimizer, device))
+                metrics.update(train_one_epoch(method, model, train_loader, optimizer, device, second_loader))
             except Diverged as exc:
                 return _end_diverged(ctx, epoch, str(exc), reporter, tracker)
             metrics.update({f"train/{k}": v for k, v in method.on_epoch_end(epoch).items()})
             if schedule is not None:
                 schedule.step()
 
-            metrics.update(_prefixed("val", evaluate(method, model, val_loader, device, data.info.task, data.info.num_classes)))
+            metrics.update(_prefixed("val", evaluate(method, model, val_loader, device, data.info)))
             if is_better(metrics.get(ctx.metric), best["value"], ctx.mode):
                 best = {
                     "value": metrics[ctx.metric],
@@ -364,6 +383,8 @@ def train(config: Mapping[str, Any], reporter: Reporter, tracker: TrialTracker |
             tracker.log_metrics(metrics, step=epoch + 1)
             if last:  # recorded before the last report: a scheduler may stop the trial inside it
                 tracker.log_dict({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, "summary.json")
+                tracker.log_dict(_per_class_tables(method, model, best, val_loader, test_loader, device, data.info),
+                                 "per_class.json")
                 tracker.finish("finished")
             reporter.report(metrics, checkpoint)
     except BaseException as exc:  # recorded, then handed to Tune (which retries or marks the trial errored)
@@ -373,18 +394,54 @@ def train(config: Mapping[str, Any], reporter: Reporter, tracker: TrialTracker |
     return metrics
 
 
+def train_loaders(method: Method, data, batch_size: int, generator: torch.Generator, pin: bool):
+    """The epoch's training loader (the method's sampler, else a seeded shuffle) and, for a
+    method that draws a second batch each step, the loader of its paired sampler."""
+
+    def loader(sampler):
+        return DataLoader(
+            data.train, batch_size=batch_size, sampler=sampler, shuffle=sampler is None,
+            generator=generator if sampler is None else None, num_workers=data.num_workers,
+            pin_memory=pin, drop_last=len(data.train) > batch_size,
+        )
+
+    paired = method.paired_sampler(data.train, generator)
+    return loader(method.train_sampler(data.train, generator)), (None if paired is None else loader(paired))
+
+
+@contextlib.contextmanager
+def _best_state(model, best):
+    """The model with the best-validation weights inside the block, its final weights after."""
+    final_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best["state"])
+    try:
+        yield model
+    finally:
+        model.load_state_dict(final_state)
+
+
 def _final_metrics(method, model, best, test_loader, device, data) -> dict[str, float]:
     """Test metrics of the final state, and of the state with the best validation objective."""
-    out = _prefixed("test", evaluate(method, model, test_loader, device, data.info.task, data.info.num_classes))
+    out = _prefixed("test", evaluate(method, model, test_loader, device, data.info))
     out["best/epoch"] = best["epoch"]
     out.update({f"best/{k}": v for k, v in best["val"].items()})
     if best["state"] is not None:
-        final_state = copy.deepcopy(model.state_dict())
-        model.load_state_dict(best["state"])
-        best_test = evaluate(method, model, test_loader, device, data.info.task, data.info.num_classes)
-        model.load_state_dict(final_state)
-        out.update(_prefixed("best/test", best_test))
+        with _best_state(model, best):
+            out.update(_prefixed("best/test", evaluate(method, model, test_loader, device, data.info)))
     return out
+
+
+def _per_class_tables(method, model, best, val_loader, test_loader, device, info: DataInfo) -> dict:
+    """Per-class results (accuracy, or AP for multi-label) of the final and best states."""
+    details = SPLIT_DETAILS[info.task]
+    tables = {
+        f"final/{split}": details(*predict_split(method, model, loader, device), info)
+        for split, loader in (("val", val_loader), ("test", test_loader))
+    }
+    if best["state"] is not None:
+        with _best_state(model, best):
+            tables["best/test"] = details(*predict_split(method, model, test_loader, device), info)
+    return tables
 
 
 def _end_diverged(ctx: TrialContext, epoch: int, reason: str, reporter: Reporter, tracker: TrialTracker) -> dict:

@@ -88,6 +88,15 @@ class Method:
         "loss/<part>": float, ...}``. The engine backpropagates ``loss``."""
         raise NotImplementedError
 
+    def train_sampler(self, dataset, generator: torch.Generator):
+        """The sampler of the epoch's training batches (``None``: a shuffle seeded by ``generator``)."""
+        return None
+
+    def paired_sampler(self, dataset, generator: torch.Generator):
+        """A second sampler whose batch comes with each training batch (LTML's re-balanced batch):
+        ``training_step`` then gets ``(batch, second_batch)``. ``None``: single batches."""
+        return None
+
     def after_optimizer_step(self, model: nn.Module, batch, outputs: dict[str, Any]) -> None:
         """Called after each optimizer step (e.g. SCN relabels here)."""
 

@@ -32,6 +32,12 @@ TASKS: dict[str, TaskFamily] = {
         eval_metrics=("loss", "acc", "mean_class_acc"),
         train_metrics=("loss", "acc"),
     ),
+    # long-tailed multi-label: mAP over all classes and over the head / medium / tail groups
+    "multilabel": TaskFamily(
+        name="multilabel",
+        eval_metrics=("loss", "mAP", "mAP_head", "mAP_medium", "mAP_tail"),
+        train_metrics=("loss",),
+    ),
 }
 
 

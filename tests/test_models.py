@@ -67,3 +67,15 @@ def test_bad_weights_files_are_named(tmp_path):
 
     with pytest.raises(FileNotFoundError, match=r"absent\.pt"):
         build_backbone("small_cnn", 1, weights=tmp_path / "absent.pt")
+
+
+@pytest.mark.parametrize("name, channels, size", [("small_cnn", 1, 8), ("resnet18", 3, 32)])
+def test_split_last_stage_composes_back_to_the_backbone(name, channels, size):
+    from sweeplab.models import split_last_stage
+
+    backbone, dim = build_backbone(name, channels)
+    backbone.eval()
+    trunk, last = split_last_stage(backbone)
+    x = torch.randn(2, channels, size, size)
+    assert torch.allclose(last(trunk(x)), backbone(x))
+    assert last(trunk(x)).shape == (2, dim)

@@ -83,3 +83,19 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
 def _few(keys: list[str], limit: int = 8) -> str:
     shown = ", ".join(keys[:limit]) or "none"
     return shown + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def split_last_stage(backbone: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """``(trunk, last_stage)`` with ``last_stage(trunk(x)) == backbone(x)``: the last stage
+    (ResNet ``layer4``, the small CNN's last block) followed by global pooling. Methods with
+    several branches over a shared trunk (LTML, DMUE) copy the last stage once per branch."""
+    from torchvision.models import ResNet
+
+    if isinstance(backbone, SmallCNN):
+        layers = list(backbone.features.children())  # block, block, pool, block, avgpool, flatten
+        return nn.Sequential(*layers[:-3]), nn.Sequential(*layers[-3:])
+    if isinstance(backbone, ResNet):
+        trunk = nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool,
+                              backbone.layer1, backbone.layer2, backbone.layer3)
+        return trunk, nn.Sequential(backbone.layer4, backbone.avgpool, nn.Flatten())
+    raise TypeError(f"cannot split {type(backbone).__name__} into a trunk and a last stage")
