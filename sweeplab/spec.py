@@ -114,7 +114,8 @@ def load_sweep(path: str | Path, profile: str | None = None, sets: Sequence[str]
 
 
 def validate_files(paths: Sequence[str | Path], profile: str | None = None, sets: Sequence[str] = ()) -> list[Issue]:
-    """Every problem of every file; without ``profile``, each file's profiles are checked too."""
+    """Every problem of every file; without ``profile``, each file's profiles are checked too
+    (as written: ``sets`` apply to the file itself, or to ``profile`` when one is named)."""
     issues: list[Issue] = []
     for path in paths:
         profiles: list[str | None] = [profile]
@@ -124,7 +125,7 @@ def validate_files(paths: Sequence[str | Path], profile: str | None = None, sets
                 profiles += list(raw["profiles"])
         for name in profiles:
             try:
-                load_sweep(path, name, sets)
+                load_sweep(path, name, sets if name == profile else ())
             except SpecError as error:
                 issues += [i for i in error.issues if i not in issues]
     return issues

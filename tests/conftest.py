@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 from sweeplab.loopback import keep_local_ray_on_loopback
 
@@ -65,3 +66,51 @@ def kill_session(sid: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+# -- a tiny VOC-MLT tree in the published layout (VOCdevkit + longtail2012/img_id.txt) ------------
+
+def _jpeg(path, color=(120, 30, 200), size=(20, 16)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path, "JPEG")
+
+
+def _voc_xml(path, objects):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "".join(
+        f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
+        f"<difficult>{int(difficult)}</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax>"
+        f"<ymax>9</ymax></bndbox></object>"
+        for name, difficult in objects
+    )
+    path.write_text(f"<annotation><folder>VOC</folder><filename>{path.stem}.jpg</filename>"
+                    f"<size><width>20</width><height>16</height><depth>3</depth></size>{body}</annotation>")
+
+
+VOC_TRAIN = {  # VOC2012 id -> objects (name, difficult)
+    "2008_000008": [("horse", 0), ("person", 0)],
+    "2008_000015": [("bottle", 0), ("bottle", 0)],
+    "2008_000019": [("dog", 0)],
+    "2008_000023": [("person", 0), ("tvmonitor", 1)],
+    "2009_000001": [("person", 0)],
+    "2010_000002": [("aeroplane", 0)],
+}
+VOC_TEST = {"000001": [("dog", 0), ("person", 0)], "000004": [("car", 1)], "000006": [("sofa", 0)]}
+
+
+@pytest.fixture
+def voc_root(tmp_path):
+    root = tmp_path / "VOCdevkit"
+    for year, items in (("VOC2012", VOC_TRAIN), ("VOC2007", VOC_TEST)):
+        for image_id, objects in items.items():
+            _jpeg(root / year / "JPEGImages" / f"{image_id}.jpg")
+            _voc_xml(root / year / "Annotations" / f"{image_id}.xml", objects)
+    _voc_xml(root / "VOC2012" / "Annotations" / "2011_000999.xml", [("cat", 0)])  # not in the id list
+    _jpeg(root / "VOC2012" / "JPEGImages" / "2011_000999.jpg")
+    (root / "longtail2012").mkdir()
+    (root / "longtail2012" / "img_id.txt").write_text("\n".join(VOC_TRAIN) + "\n")
+    (root / "VOC2007" / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "VOC2007" / "ImageSets" / "Main" / "test.txt").write_text("\n".join(VOC_TEST) + "\n")
+    return root
+
+

@@ -14,10 +14,21 @@ def sweeplab(*args, cwd):
     return subprocess.run(SWEEPLAB + list(args), cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def test_validate_accepts_the_shipped_sweeps(tmp_path):
-    done = sweeplab("validate", *sorted(str(p) for p in (REPO / "sweeps").glob("*.yaml")), cwd=tmp_path)
+def test_validate_accepts_the_shipped_sweeps_on_built_in_data(tmp_path):
+    done = sweeplab("validate", "--profile", "demo", *sorted(str(p) for p in (REPO / "sweeps").glob("*.yaml")),
+                    cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "noisy_digits.yaml: ok" in done.stdout
+    assert "noisy_digits.yaml: ok" in done.stdout and "lt_multilabel.yaml: ok" in done.stdout
+
+
+def test_lt_multilabel_validates_on_a_voc_tree_and_names_a_missing_root(tmp_path, voc_root):
+    sweep = str(REPO / "sweeps" / "lt_multilabel.yaml")
+    done = sweeplab("validate", sweep, "--set", f"dataset.root={voc_root}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    missing = tmp_path / "no" / "VOCdevkit"
+    done = sweeplab("validate", sweep, "--set", f"dataset.root={missing}", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "lt_multilabel.yaml: dataset.root:" in done.stderr and str(missing) in done.stderr
 
 
 def test_validate_reports_every_problem_with_file_and_key(tmp_path):

@@ -13,7 +13,10 @@ from sweeplab.spaces import parse_space
 from sweeplab.tasks import task_family
 from trainables.registry import METHODS
 
-BUILT_IN = {"classification": {"name": "noisy_digits", "noise_rate": 0.2}}
+BUILT_IN = {
+    "classification": {"name": "noisy_digits", "noise_rate": 0.2},
+    "multilabel": {"name": "lt_digits", "train_size": 300, "val_size": 100, "test_size": 100},
+}
 
 
 def sample_point(space) -> dict:

@@ -44,6 +44,25 @@ METHODS: dict[str, MethodEntry] = {
             summary="cross-entropy baseline (optional label smoothing)",
             paper="baseline",
         ),
+        MethodEntry(
+            name="bce",
+            target="trainables.bce:BinaryCrossEntropy",
+            task="multilabel",
+            metric="val/mAP",
+            mode="max",
+            summary="binary cross-entropy baseline for multi-label (uniform or class-aware re-balanced sampling)",
+            paper="baseline",
+        ),
+        MethodEntry(
+            name="ltml",
+            target="trainables.ltml:LTML",
+            task="multilabel",
+            metric="val/mAP",
+            mode="max",
+            summary="two branches on uniform and re-balanced batches, logit-compensated weighted BCE + consistency",
+            paper="Guo & Wang, Long-Tailed Multi-Label Visual Recognition by Collaborative Training on "
+                  "Uniform and Re-balanced Samplings, CVPR 2021",
+        ),
     ]
 }
 

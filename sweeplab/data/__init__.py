@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Mapping
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from sweeplab.method import DataInfo
 
@@ -82,9 +82,199 @@ class ImageFolderOptions(DatasetOptions, LabelNoise):
         return build_image_folder(self, seed)
 
 
+# -- long-tailed multi-label (task "multilabel"; see multilabel.py) ----------------------
+
+
+def _existing_file(path: Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"file does not exist: {path}")
+    return path.resolve()
+
+
+ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
+
+
+def _readable_class_split(path: Path) -> Path:
+    from sweeplab.data.multilabel import read_class_split
+
+    path = _existing_file(path)
+    try:
+        read_class_split(path)  # format errors (and forbidden pickles) surface before anything runs
+    except Exception as error:
+        raise ValueError(f"unreadable class split {path}: {error}") from None
+    return path
+
+
+ClassSplitFile = Annotated[Path, AfterValidator(_readable_class_split)]
+
+
+class LongTailedDigitsOptions(DatasetOptions):
+    """Mosaics of scikit-learn's 8x8 digits, labels = digits present; long-tailed train, balanced
+    val/test (see ``lt_digits.py``)."""
+
+    task: ClassVar[str] = "multilabel"
+    name: Literal["lt_digits"] = "lt_digits"
+    tiles: int = Field(2, ge=1, le=4)  # tiles per mosaic side: 2 -> 2x2 tiles -> 1x16x16 images
+    train_size: int = Field(1200, ge=10)  # train mosaics
+    val_size: int = Field(500, ge=10)
+    test_size: int = Field(500, ge=10)
+    imbalance: float = Field(100.0, ge=1.0)  # train images of the most / of the least frequent class
+    max_labels_per_image: int = Field(3, ge=1, le=10)  # each mosaic has 1..this many distinct digits
+    shuffle_classes: bool = False  # class frequency rank: digit order (0 most frequent) or a seeded permutation
+    head_min: int = Field(100, ge=1)  # head: >= head_min training images
+    tail_max: int = Field(20, ge=1)  # tail: < tail_max training images; medium in between
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.max_labels_per_image > self.tiles**2:
+            raise ValueError(f"max_labels_per_image ({self.max_labels_per_image}) exceeds the "
+                             f"{self.tiles**2} tiles of a {self.tiles}x{self.tiles} mosaic")
+        if self.tail_max > self.head_min:
+            raise ValueError(f"tail_max ({self.tail_max}) must not exceed head_min ({self.head_min})")
+        return self
+
+    def build(self, seed: int) -> DataBundle:
+        from sweeplab.data.lt_digits import build_lt_digits
+
+        return build_lt_digits(self, seed)
+
+
+class MultiLabelFileOptions(DatasetOptions):
+    """Options common to the multi-label image datasets read from files."""
+
+    task: ClassVar[str] = "multilabel"
+    image_size: int = Field(224, ge=8)
+    augment: bool = True  # random resized crop + horizontal flip on train
+    workers: int = Field(4, ge=0)  # DataLoader workers
+    # val: a seeded, label-stratified share of the training images (for model selection), or the test set
+    val_source: Literal["train_fraction", "test"] = "train_fraction"
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # share of train held out when val_source is train_fraction
+    class_split: ClassSplitFile | None = None  # published head/medium/tail split (text or class_split.pkl)
+    head_min: int = Field(100, ge=1)  # without class_split: head >= head_min training images
+    tail_max: int = Field(20, ge=1)  # ... tail < tail_max; medium in between
+
+    @model_validator(mode="after")
+    def _thresholds(self):
+        if self.tail_max > self.head_min:
+            raise ValueError(f"tail_max ({self.tail_max}) must not exceed head_min ({self.head_min})")
+        return self
+
+
+def _default_under_root(raw: Any, defaults: Mapping[str, str]) -> Any:
+    """Fill the file options left out with their place under ``root`` (so errors name that path)."""
+    if isinstance(raw, Mapping) and isinstance(raw.get("root"), (str, Path)):
+        root = Path(raw["root"]).expanduser().resolve()
+        if root.is_dir():
+            raw = dict(raw)
+            for key, relative in defaults.items():
+                if raw.get(key) is None:
+                    raw[key] = root / relative
+    return raw
+
+
+class VocMltOptions(MultiLabelFileOptions):
+    """VOC-MLT (DistributionBalancedLoss repository layout): train = the VOC2012 ids listed in
+    ``train_ids``, test = VOC2007 test; labels from the VOC XML annotations."""
+
+    name: Literal["voc_mlt"] = "voc_mlt"
+    root: ExistingDir  # a VOCdevkit folder holding VOC2012/ and VOC2007/
+    train_ids: ExistingFile | None = None  # default <root>/longtail2012/img_id.txt
+    test_ids: ExistingFile | None = None  # default <root>/VOC2007/ImageSets/Main/test.txt
+    skip_difficult: bool = False  # the DB repository counts every <object>, difficult ones included
+
+    _defaults: ClassVar[dict[str, str]] = {
+        "train_ids": "longtail2012/img_id.txt",
+        "test_ids": "VOC2007/ImageSets/Main/test.txt",
+    }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, raw: Any) -> Any:
+        return _default_under_root(raw, cls._defaults)
+
+    @model_validator(mode="after")
+    def _folders(self):
+        for year in ("VOC2012", "VOC2007"):
+            for sub in ("JPEGImages", "Annotations"):
+                if not (self.root / year / sub).is_dir():
+                    raise ValueError(f"folder does not exist: {self.root / year / sub} (VOC-MLT needs "
+                                     "<root>/VOC2012 and <root>/VOC2007, each with JPEGImages/ and Annotations/)")
+        return self
+
+    def build(self, seed: int) -> DataBundle:
+        from sweeplab.data.multilabel_files import build_voc_mlt
+
+        return build_voc_mlt(self, seed)
+
+
+class CocoMltOptions(MultiLabelFileOptions):
+    """COCO-MLT (DistributionBalancedLoss repository layout): train = the train2017 ids listed in
+    ``train_ids``, test = every val2017 image with a label; labels from the instances json files."""
+
+    name: Literal["coco_mlt"] = "coco_mlt"
+    root: ExistingDir  # a coco folder holding train2017/, val2017/ and annotations/
+    train_ids: ExistingFile | None = None  # default <root>/longtail2017/img_id.pkl (plain text: one id a line)
+    train_annotations: ExistingFile | None = None  # default <root>/annotations/instances_train2017.json
+    test_annotations: ExistingFile | None = None  # default <root>/annotations/instances_val2017.json
+
+    _defaults: ClassVar[dict[str, str]] = {
+        "train_ids": "longtail2017/img_id.pkl",
+        "train_annotations": "annotations/instances_train2017.json",
+        "test_annotations": "annotations/instances_val2017.json",
+    }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, raw: Any) -> Any:
+        return _default_under_root(raw, cls._defaults)
+
+    @model_validator(mode="after")
+    def _folders(self):
+        for sub in ("train2017", "val2017"):
+            if not (self.root / sub).is_dir():
+                raise ValueError(f"folder does not exist: {self.root / sub} (COCO-MLT needs <root>/train2017 "
+                                 "and <root>/val2017)")
+        return self
+
+    def build(self, seed: int) -> DataBundle:
+        from sweeplab.data.multilabel_files import build_coco_mlt
+
+        return build_coco_mlt(self, seed)
+
+
+class MultiLabelCsvOptions(MultiLabelFileOptions):
+    """A user's multi-label images listed in CSV files with columns ``path,labels`` (labels
+    separated by ``;``)."""
+
+    name: Literal["multilabel_csv"] = "multilabel_csv"
+    train: ExistingFile
+    val: ExistingFile | None = None  # else a seeded, label-stratified share of train (val_fraction)
+    test: ExistingFile
+    classes: list[str] | None = None  # class order; default: sorted union of the labels in all CSVs
+    image_root: ExistingDir | None = None  # relative image paths resolve here; default: each CSV's folder
+
+    @model_validator(mode="after")
+    def _val(self):
+        if self.val is not None and self.val_source == "test":
+            raise ValueError("give either a val CSV or val_source: test, not both")
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes lists a class twice: {self.classes}")
+        return self
+
+    def build(self, seed: int) -> DataBundle:
+        from sweeplab.data.multilabel_files import build_multilabel_csv
+
+        return build_multilabel_csv(self, seed)
+
+
 DATASETS: dict[str, type[DatasetOptions]] = {
     "noisy_digits": NoisyDigitsOptions,
     "image_folder": ImageFolderOptions,
+    "lt_digits": LongTailedDigitsOptions,
+    "voc_mlt": VocMltOptions,
+    "coco_mlt": CocoMltOptions,
+    "multilabel_csv": MultiLabelCsvOptions,
 }
 
 
