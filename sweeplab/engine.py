@@ -318,6 +318,7 @@ def train(config: Mapping[str, Any], reporter: Reporter, tracker: TrialTracker |
 
     data = build_dataset(ctx.dataset, ctx.seed)
     method = method_cls(hp, data.info)
+    method.attach_train_data(data.train, data.train_clean_targets)
     backbone, feature_dim = build_backbone(
         ctx.model.get("backbone", "small_cnn"), data.info.input_shape[0], ctx.model.get("weights")
     )

@@ -88,6 +88,11 @@ class Method:
         "loss/<part>": float, ...}``. The engine backpropagates ``loss``."""
         raise NotImplementedError
 
+    def attach_train_data(self, dataset, clean_targets: torch.Tensor | None) -> None:
+        """Called once before training (and before ``load_state_dict`` on resume) with the
+        training set, whose ``targets`` tensor a method may rewrite (SCN relabels samples), and
+        the true labels where the dataset knows them (built-in data), else ``None``."""
+
     def train_sampler(self, dataset, generator: torch.Generator):
         """The sampler of the epoch's training batches (``None``: a shuffle seeded by ``generator``)."""
         return None

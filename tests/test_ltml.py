@@ -29,7 +29,10 @@ def data_info(counts=COUNTS, train_size=TRAIN_SIZE) -> DataInfo:
 
 
 def make(seed=0, **hp):
+    """An LTML model with the learnable compensation on unless a test says otherwise
+    (the method's default is off; the compensation is what most of these tests exercise)."""
     torch.manual_seed(seed)
+    hp.setdefault("compensation", True)
     method = LTML({**all_hyperparameters(LTML), **hp}, data_info())
     backbone, dim = build_backbone("small_cnn", 1)
     return method, method.build_model(backbone, dim)
@@ -294,3 +297,24 @@ def test_paired_sampler_is_the_class_aware_sampler():
     sampler = method.paired_sampler(data, torch.Generator().manual_seed(0))
     assert isinstance(sampler, samplers.ClassAwareSampler)
     assert len(list(sampler)) == 4  # 0.5 x 8 images
+
+
+def test_compensation_is_off_by_default():
+    """Its learnable form has a minimum that ignores the logits (see trainables/ltml.py)."""
+    assert LTML.hyperparameters["compensation"] is False
+    method = LTML(all_hyperparameters(LTML), data_info())
+    backbone, dim = build_backbone("small_cnn", 1)
+    model = method.build_model(backbone, dim)
+    assert model.compensation_u is None and model.compensation_r is None
+
+
+def test_the_learnable_compensation_alone_can_drive_l_cls_to_zero():
+    """The degenerate minimum, shown: with m^p large and m^n very negative the loss vanishes
+    for logits that are all wrong."""
+    comp = LogitCompensation(2)
+    with torch.no_grad():
+        comp.shift_pos.fill_(50.0)
+        comp.shift_neg.fill_(-50.0)
+    wrong = torch.tensor([[-3.0, 3.0]])  # class 0 positive scored low, class 1 negative scored high
+    loss = classification_loss(wrong, torch.tensor([[1.0, 0.0]]), compensation=comp)
+    assert loss.item() < 1e-10

@@ -200,3 +200,28 @@ def test_failed_and_diverged_trials_are_recorded_and_the_sweep_goes_on(workdir):
     assert result.best is not None and result.best["config"]["lr"] == 3e-3
     states = sorted(t.state.name for t in optuna_trials(run_dir, "outcomes.ce"))
     assert states == sorted({"failed": "FAIL", "diverged": "PRUNED", "finished": "COMPLETE"}[s] for s in seen)
+
+
+def test_lt_multilabel_demo_runs_both_studies_with_group_map(workdir):
+    from conftest import REPO
+
+    sets = ["dataset.train_size=300", "dataset.val_size=100", "dataset.test_size=100",
+            "search.max_concurrent=2", "scheduler.grace_period=1"]
+    for method in ("bce", "ltml"):
+        sets += [f"methods.{method}.num_samples=2", f"methods.{method}.overrides.epochs=2"]
+    sweep = load_sweep(REPO / "sweeps" / "lt_multilabel.yaml", profile="demo", sets=sets)
+    run_dir, results = runner.run_sweep(sweep, num_cpus=2)
+    assert [r.method for r in results] == ["bce", "ltml"] and all(r.complete for r in results)
+
+    c, parents, children = runs_of(f"sqlite:///{workdir / 'mlflow.db'}", "lt_multilabel")
+    assert sorted(p.info.run_name for p in parents) == ["bce", "ltml"]
+    for method in ("bce", "ltml"):
+        runs = [r for r in children if r.data.tags["sweeplab.method"] == method]
+        assert len(runs) == 2
+        for run in runs:
+            for key in ("val/mAP", "val/mAP_head", "val/mAP_medium", "val/mAP_tail"):
+                assert c.get_metric_history(run.info.run_id, key), (method, key)
+        done = [r for r in runs if r.data.tags["sweeplab.status"] == "finished"]
+        assert done, method
+        assert "per_class.json" in [a.path for a in c.list_artifacts(done[0].info.run_id)]
+        assert "test/mAP_tail" in done[0].data.metrics
