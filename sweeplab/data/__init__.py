@@ -161,19 +161,26 @@ class MultiLabelFileOptions(DatasetOptions):
         return self
 
 
-def _default_under_root(raw: Any, defaults: Mapping[str, str]) -> Any:
-    """Fill the file options left out with their place under ``root`` (so errors name that path)."""
-    if isinstance(raw, Mapping) and isinstance(raw.get("root"), (str, Path)):
-        root = Path(raw["root"]).expanduser().resolve()
-        if root.is_dir():
-            raw = dict(raw)
-            for key, relative in defaults.items():
-                if raw.get(key) is None:
-                    raw[key] = root / relative
-    return raw
+class RootedFileOptions(MultiLabelFileOptions):
+    """A dataset under one ``root`` whose files, when not given, sit at published places in it."""
+
+    _defaults: ClassVar[dict[str, str]] = {}  # option -> its path relative to root
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, raw: Any) -> Any:
+        """Fill the file options left out with their place under ``root`` (so errors name that path)."""
+        if isinstance(raw, Mapping) and isinstance(raw.get("root"), (str, Path)):
+            root = Path(raw["root"]).expanduser().resolve()
+            if root.is_dir():
+                raw = dict(raw)
+                for key, relative in cls._defaults.items():
+                    if raw.get(key) is None:
+                        raw[key] = root / relative
+        return raw
 
 
-class VocMltOptions(MultiLabelFileOptions):
+class VocMltOptions(RootedFileOptions):
     """VOC-MLT (DistributionBalancedLoss repository layout): train = the VOC2012 ids listed in
     ``train_ids``, test = VOC2007 test; labels from the VOC XML annotations."""
 
@@ -187,11 +194,6 @@ class VocMltOptions(MultiLabelFileOptions):
         "train_ids": "longtail2012/img_id.txt",
         "test_ids": "VOC2007/ImageSets/Main/test.txt",
     }
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_defaults(cls, raw: Any) -> Any:
-        return _default_under_root(raw, cls._defaults)
 
     @model_validator(mode="after")
     def _folders(self):
@@ -208,7 +210,7 @@ class VocMltOptions(MultiLabelFileOptions):
         return build_voc_mlt(self, seed)
 
 
-class CocoMltOptions(MultiLabelFileOptions):
+class CocoMltOptions(RootedFileOptions):
     """COCO-MLT (DistributionBalancedLoss repository layout): train = the train2017 ids listed in
     ``train_ids``, test = every val2017 image with a label; labels from the instances json files."""
 
@@ -223,11 +225,6 @@ class CocoMltOptions(MultiLabelFileOptions):
         "train_annotations": "annotations/instances_train2017.json",
         "test_annotations": "annotations/instances_val2017.json",
     }
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_defaults(cls, raw: Any) -> Any:
-        return _default_under_root(raw, cls._defaults)
 
     @model_validator(mode="after")
     def _folders(self):
