@@ -225,3 +225,24 @@ def test_lt_multilabel_demo_runs_both_studies_with_group_map(workdir):
         assert done, method
         assert "per_class.json" in [a.path for a in c.list_artifacts(done[0].info.run_id)]
         assert "test/mAP_tail" in done[0].data.metrics
+
+
+def test_fer_noisy_demo_runs_ce_and_scn_side_by_side(workdir):
+    from conftest import REPO
+
+    sets = ["search.max_concurrent=2", "scheduler.grace_period=1"]
+    for method in ("ce", "scn"):
+        sets += [f"methods.{method}.num_samples=2", f"methods.{method}.overrides.epochs=3"]
+    sets += ["methods.scn.overrides.relabel_epoch=2"]
+    sweep = load_sweep(REPO / "sweeps" / "fer_noisy.yaml", profile="demo", sets=sets)
+    run_dir, results = runner.run_sweep(sweep, num_cpus=2)
+    assert [r.method for r in results] == ["ce", "scn"] and all(r.complete for r in results)
+
+    c, parents, children = runs_of(f"sqlite:///{workdir / 'mlflow.db'}", "fer_noisy")
+    assert sorted(p.info.run_name for p in parents) == ["ce", "scn"]
+    scn_runs = [r for r in children if r.data.tags["sweeplab.method"] == "scn"]
+    assert len(scn_runs) == 2 and all(r.data.params["relabel_epoch"] == "2" for r in scn_runs)
+    finished = [r for r in scn_runs if r.data.tags["sweeplab.status"] == "finished"]
+    assert finished
+    counts = c.get_metric_history(finished[0].info.run_id, "train/relabel_count")
+    assert [m.step for m in counts] == [1, 2, 3]

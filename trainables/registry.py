@@ -63,6 +63,15 @@ METHODS: dict[str, MethodEntry] = {
             paper="Guo & Wang, Long-Tailed Multi-Label Visual Recognition by Collaborative Training on "
                   "Uniform and Re-balanced Samplings, CVPR 2021",
         ),
+        MethodEntry(
+            name="scn",
+            target="trainables.scn:SCN",
+            task="classification",
+            metric="val/acc",
+            mode="max",
+            summary="self-cure network: importance-weighted logits, rank regularisation, relabelling of noisy labels",
+            paper="Wang et al., Suppressing Uncertainties for Large-Scale Facial Expression Recognition, CVPR 2020",
+        ),
     ]
 }
 

@@ -265,6 +265,96 @@ class MultiLabelCsvOptions(MultiLabelFileOptions):
         return build_multilabel_csv(self, seed)
 
 
+# -- facial expressions (task "classification"; see fer.py) --------------------------------
+
+
+class FerFileOptions(DatasetOptions, LabelNoise):
+    """Options common to the single-label image datasets read from files (RAF-DB, CSV manifests)."""
+
+    image_size: int = Field(224, ge=8)
+    augment: bool = True  # random resized crop + horizontal flip on train
+    workers: int = Field(4, ge=0)  # DataLoader workers
+    # val: a seeded, class-stratified share of the training images (for model selection), or the test set
+    val_source: Literal["train_fraction", "test"] = "train_fraction"
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # share of train held out when val_source is train_fraction
+
+
+def _readable_raf_labels(path: Path) -> Path:
+    from sweeplab.data.fer import read_raf_labels
+
+    path = _existing_file(path)
+    try:
+        read_raf_labels(path)  # format errors (file and line) surface before anything runs
+    except ValueError:
+        raise
+    except Exception as error:
+        raise ValueError(f"unreadable RAF-DB label file {path}: {error}") from None
+    return path
+
+
+RafLabelFile = Annotated[Path, AfterValidator(_readable_raf_labels)]
+
+
+class RafDbOptions(FerFileOptions):
+    """RAF-DB basic emotions (7 classes): train / test from ``EmoLabel/list_patition_label.txt``,
+    images under ``Image/aligned`` (see ``fer.py``)."""
+
+    name: Literal["raf_db"] = "raf_db"
+    root: ExistingDir  # the RAF-DB "basic" folder, holding EmoLabel/ and Image/
+    label_file: RafLabelFile | None = None  # default <root>/EmoLabel/list_patition_label.txt
+    images: Literal["aligned", "original"] = "aligned"  # Image/aligned/<stem>_aligned.jpg | Image/original/<name>
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_label_file(cls, raw: Any) -> Any:
+        """Default the label file to its place under ``root`` (so a missing one is named by its path)."""
+        if isinstance(raw, Mapping) and isinstance(raw.get("root"), (str, Path)) and raw.get("label_file") is None:
+            root = Path(raw["root"]).expanduser().resolve()
+            if root.is_dir():
+                raw = {**raw, "label_file": root / "EmoLabel" / "list_patition_label.txt"}
+        return raw
+
+    @model_validator(mode="after")
+    def _image_folder(self):
+        folder = self.root / "Image" / self.images
+        if not folder.is_dir():
+            raise ValueError(f"folder does not exist: {folder} (RAF-DB needs <root>/Image/{self.images}/)")
+        return self
+
+    def build(self, seed: int) -> DataBundle:
+        from sweeplab.data.fer import build_raf_db
+
+        return build_raf_db(self, seed)
+
+
+class FerCsvOptions(FerFileOptions):
+    """Single-label images listed in CSV files with columns ``path,label`` (FERPlus, AffectNet or
+    any other set): labels are names from ``classes`` or integers (see ``fer.py``)."""
+
+    name: Literal["fer_csv"] = "fer_csv"
+    train: ExistingFile
+    val: ExistingFile | None = None  # else val_source decides (a share of train, or test)
+    test: ExistingFile
+    classes: list[str] | None = None  # class order; default: 0..max label for integers, else sorted names
+    label_base: int = Field(0, ge=0)  # the integer label of the first class (1 for 1-based lists)
+    image_root: ExistingDir | None = None  # relative image paths resolve here; default: each CSV's folder
+
+    @model_validator(mode="after")
+    def _val(self):
+        if self.val is not None and self.val_source == "test":
+            raise ValueError("give either a val CSV or val_source: test, not both")
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes lists a class twice: {self.classes}")
+        if self.classes is not None and len(self.classes) < 2:
+            raise ValueError(f"classification needs at least 2 classes, got {self.classes}")
+        return self
+
+    def build(self, seed: int) -> DataBundle:
+        from sweeplab.data.fer import build_fer_csv
+
+        return build_fer_csv(self, seed)
+
+
 DATASETS: dict[str, type[DatasetOptions]] = {
     "noisy_digits": NoisyDigitsOptions,
     "image_folder": ImageFolderOptions,
@@ -272,6 +362,8 @@ DATASETS: dict[str, type[DatasetOptions]] = {
     "voc_mlt": VocMltOptions,
     "coco_mlt": CocoMltOptions,
     "multilabel_csv": MultiLabelCsvOptions,
+    "raf_db": RafDbOptions,
+    "fer_csv": FerCsvOptions,
 }
 
 
