@@ -47,7 +47,7 @@ accuracy of the final weights): SCN 98.9 ± 0.3 vs CE 94.2 ± 1.0 at 20 % symmet
 changes set the true label; 40 % noise falls to about 2 %). Without relabelling SCN is
 close to CE (88.6 ± 1.1 at 40 %). The importance α sees only the image, not its label, so
 on synthetic noise (independent of how ambiguous the image is) it ranks wrong labels little
-better than chance (AUC 0.55-0.62 over training); L_RR holds the groups' gap at about δ1, and
+better than chance (AUC 0.54-0.61 over training); L_RR holds the groups' gap at about δ1, and
 without it (rr_weight 0) α saturates at about 0.99. ``relabel_scope: low`` therefore leaves
 most wrong labels alone (about 22 % of 40 % remain). On real expression data, where noise
 goes with ambiguous faces, α has more to go on.
