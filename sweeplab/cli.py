@@ -50,7 +50,11 @@ def cmd_run(args) -> int:
         return 2
     from sweeplab import runner, tracking
 
-    run_dir, results = runner.run_sweep(sweep, address=args.address, num_cpus=args.num_cpus)
+    try:
+        run_dir, results = runner.run_sweep(sweep, address=args.address, num_cpus=args.num_cpus)
+    except runner.ResourcesUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return 2
     return _finish(results, tracking.resolve_tracking_uri(sweep.tracking.uri), run_dir)
 
 
@@ -62,10 +66,12 @@ def cmd_resume(args) -> int:
     except FileNotFoundError as exc:
         print(exc, file=sys.stderr)
         return 2
+    from sweeplab.spec import SpecError
+
     try:
         sweep, results = runner.resume_sweep(run_dir, address=args.address, num_cpus=args.num_cpus,
                                              retry_errored=args.retry_errored)
-    except runner.RunInUse as exc:
+    except (runner.RunInUse, SpecError) as exc:
         print(exc, file=sys.stderr)
         return 2
     state = runner.SweepState.load(run_dir)

@@ -102,6 +102,8 @@ class TrialContext:
     metric: str = "val/acc"
     mode: str = "max"
     threads: int = 1  # torch intra-op threads (the trial's CPUs)
+    gpus: float | None = None  # GPUs the trial was given (None: use CUDA when present, for plain loops)
+    objectives: tuple = ()  # every (metric, mode) the searcher follows (several for multi-objective)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "TrialContext":
@@ -148,7 +150,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device() -> torch.device:
+def pick_device(gpus: float | None = None) -> torch.device:
+    """CUDA when present, unless the trial was given no GPU: Ray does not hide the GPUs from a
+    zero-GPU trial, and such trials must not crowd onto GPU 0 beside the ones it scheduled there."""
+    if gpus is not None and gpus <= 0:
+        return torch.device("cpu")
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -314,7 +320,7 @@ def train(config: Mapping[str, Any], reporter: Reporter, tracker: TrialTracker |
 
     torch.set_num_threads(max(1, int(ctx.threads)))
     seed_everything(ctx.seed)
-    device = pick_device()
+    device = pick_device(ctx.gpus)
 
     data = build_dataset(ctx.dataset, ctx.seed)
     method = method_cls(hp, data.info)
@@ -448,7 +454,8 @@ def _per_class_tables(method, model, best, val_loader, test_loader, device, info
 def _end_diverged(ctx: TrialContext, epoch: int, reason: str, reporter: Reporter, tracker: TrialTracker) -> dict:
     """A diverged trial ends cleanly: its objective is the worst value, so schedulers and the
     searcher rank it last, and MLflow records it as ``diverged`` with the reason."""
-    metrics = {"epoch": epoch + 1, "diverged": 1.0, ctx.metric: worst_value(ctx.mode)}
+    objectives = ctx.objectives or ((ctx.metric, ctx.mode),)
+    metrics = {"epoch": epoch + 1, "diverged": 1.0, **{m: worst_value(mode) for m, mode in objectives}}
     tracker.log_dict({"diverged_at_epoch": epoch + 1, "reason": reason}, "summary.json")
     tracker.finish("diverged", error=reason)
     reporter.report(metrics, checkpoint=None)

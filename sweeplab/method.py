@@ -40,6 +40,7 @@ ENGINE_CHOICES: dict[str, tuple[str, ...]] = {
 # Allowed ranges of the engine's numeric hyperparameters: (lowest, highest, lowest is excluded).
 # Checked by spec validation on fixed values, choices and search bounds. Momentum is left to
 # torch.optim, which refuses a bad value when the trial starts (recorded as a failed trial).
+ENGINE_INTEGERS = ("epochs", "batch_size")  # must be whole numbers
 ENGINE_BOUNDS: dict[str, tuple[float, float | None, bool]] = {
     "epochs": (1, None, False),
     "batch_size": (1, None, False),
@@ -72,6 +73,9 @@ class Method:
 
     # The method's own hyperparameters: name -> default (paper's value, meaning in a comment).
     hyperparameters: ClassVar[dict[str, Any]] = {}
+    # The named parts of its loss that ``training_step`` returns as ``loss/<part>`` (logged as
+    # ``train/loss/<part>``; a sweep may use them as its objective).
+    loss_parts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, hp: Mapping[str, Any], data: DataInfo):
         self.hp = dict(hp)

@@ -280,6 +280,13 @@ class TrialNamer:
         return f"{self.method}_{trial.trial_id}"
 
 
+def objectives(study: Study) -> list[tuple[str, str]]:
+    """Every (metric, mode) of a study: one, or several for a multi-objective search."""
+    if isinstance(study.metric, list):
+        return list(zip(study.metric, study.mode))
+    return [(study.metric, study.mode)]
+
+
 def _primary(metric):
     return metric[0] if isinstance(metric, list) else metric
 
@@ -328,6 +335,9 @@ class ProgressPrinter(tune.Callback):
         self.method, self.metric, self.num_samples, self.planned = method, metric, num_samples, planned
         self.started = time.monotonic()
 
+    def setup(self, **info):
+        self.started = time.monotonic()  # also after a restore, which unpickles this callback
+
     def _say(self, text: str) -> None:
         print(f"[{self.method} {time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
@@ -350,7 +360,7 @@ class ProgressPrinter(tune.Callback):
             status = f"stopped early at epoch {result.get('epoch')} (pruned)"
         else:
             status = "finished"
-        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial) + 1
         self._say(f"trial {trial.trial_id} {status} [{done}/{self.num_samples} done]")
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -461,12 +471,7 @@ def summarize(analysis, study: Study, parent_run_id: str, track: Mapping[str, An
 # Sweeps
 # ---------------------------------------------------------------------------
 def new_run_dir(sweep: Sweep) -> Path:
-    root = Path(sweep.storage.path)
-    if "://" in str(sweep.storage.path):
-        raise NotImplementedError(
-            f"{sweep.file}: storage.path: object-store URIs ({sweep.storage.path}) are not supported yet; "
-            "use a local or shared-filesystem folder"
-        )
+    root = Path(sweep.storage.path)  # a folder: spec validation refuses object-store URIs for now
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = root / sweep.name / stamp
     suffix = 1
@@ -493,18 +498,23 @@ def write_resolved(sweep: Sweep, run_dir: Path) -> None:
 
 def run_sweep(sweep: Sweep, address: str | None = None, num_cpus: int | None = None) -> tuple[Path, list[StudyResult]]:
     """Start a new run of ``sweep``; returns its run folder and one result per method study."""
+    uri = tracking.resolve_tracking_uri(sweep.tracking.uri)
+    experiment_id = tracking.ensure_experiment(uri, sweep.tracking.experiment or sweep.name)  # before any folder
     run_dir = new_run_dir(sweep)
     write_resolved(sweep, run_dir)
-    uri = tracking.resolve_tracking_uri(sweep.tracking.uri)
     state = SweepState(
         sweep=sweep.name,
         tracking_uri=uri,
-        experiment_id=tracking.ensure_experiment(uri, sweep.tracking.experiment or sweep.name),
+        experiment_id=experiment_id,
         commit=tracking.git_commit(Path(sweep.file).parent),
         created=datetime.now().isoformat(timespec="seconds"),
     )
     state.save(run_dir)
     print(f"sweep {sweep.name}: run folder {run_dir}", flush=True)
+    if address is not None and uri.startswith("sqlite:"):
+        print(f"warning: with --address, trials on other nodes write to {uri} on their own node unless that "
+              "path is on a shared filesystem; a tracking server (tracking.uri: http://...) is the cluster "
+              "set-up", flush=True)
     return run_dir, _run_studies(sweep, run_dir, state, address, num_cpus, restore=False)
 
 
@@ -523,17 +533,40 @@ def resume_sweep(
 def find_run_dir(name_or_path: str, storage: str | Path = "sweeplab_results") -> Path:
     """A run folder (has sweep.yaml), or the newest run of a sweep folder or sweep name."""
     candidates = [Path(name_or_path), Path(storage) / name_or_path]
+    def is_run(path: Path) -> bool:
+        return (path / RESOLVED_FILE).is_file() and (path / STATE_FILE).is_file()
+
     for path in candidates:
-        if (path / RESOLVED_FILE).is_file():
+        if is_run(path):
             return path
         if path.is_dir():
-            runs = sorted(p for p in path.iterdir() if (p / RESOLVED_FILE).is_file())
+            runs = sorted(p for p in path.iterdir() if is_run(p))
             if runs:
                 return runs[-1]
     raise FileNotFoundError(
-        f"no sweep run found at {name_or_path!r} (looked for {RESOLVED_FILE} in "
+        f"no sweep run found at {name_or_path!r} (looked for {RESOLVED_FILE} and {STATE_FILE} in "
         + ", ".join(str(c) for c in candidates) + " and their newest sub-folder)"
     )
+
+
+class ResourcesUnavailable(ValueError):
+    """A trial asks for more than the (local) cluster has."""
+
+
+def check_resources(sweep: Sweep, address_given: bool) -> None:
+    """A trial that asks for more than the cluster has would wait forever: say so instead.
+    (On a cluster that can grow, nodes may still come: only a local Ray is checked.)"""
+    import ray
+
+    if address_given:
+        return
+    have = ray.cluster_resources()
+    for key, want in (("CPU", sweep.resources.cpus), ("GPU", sweep.resources.gpus)):
+        if want > have.get(key, 0):
+            raise ResourcesUnavailable(
+                f"{sweep.file}: resources.{key.lower()}s: each trial asks for {want:g} {key}(s) but this "
+                f"machine's Ray has {have.get(key, 0):g}; lower it or run on a cluster (--address)"
+            )
 
 
 class RunInUse(RuntimeError):
@@ -564,13 +597,14 @@ def exclusive(run_dir: Path) -> Iterator[None]:
 def _run_studies(sweep, run_dir, state, address, num_cpus, restore, retry_errored=False) -> list[StudyResult]:
     results = []
     with exclusive(run_dir), ray_session(address, num_cpus):
+        check_resources(sweep, address_given=address is not None)
         for index, study in enumerate(sweep.studies):
             saved = state.studies.get(study.method, {})
             if saved.get("complete"):
                 print(f"[{study.method}] complete already: not rerun", flush=True)
                 results.append(StudyResult(**saved["result"]))
                 continue
-            result = _run_study(sweep, study, index, run_dir, state, restore, retry_errored)
+            result = _run_study(sweep, study, index, run_dir, state, restore, retry_errored, address)
             results.append(result)
             if not result.complete:  # interrupted (Ctrl-C): the remaining studies wait for resume
                 waiting = [s.method for s in sweep.studies[index + 1:]]
@@ -594,7 +628,7 @@ def _study_tracking(sweep: Sweep, study: Study, state: SweepState, run_dir: Path
     return {"uri": state.tracking_uri, "experiment_id": state.experiment_id, "parent_run_id": parent, "tags": tags}
 
 
-def _run_study(sweep, study, index, run_dir, state, restore, retry_errored) -> StudyResult:
+def _run_study(sweep, study, index, run_dir, state, restore, retry_errored, address=None) -> StudyResult:
     track = _study_tracking(sweep, study, state, run_dir)
     metric, mode = _primary(study.metric), _primary(study.mode)
     epochs_param = study.space.get("epochs")
@@ -617,6 +651,8 @@ def _run_study(sweep, study, index, run_dir, state, restore, retry_errored) -> S
             "metric": metric,
             "mode": mode,
             "threads": max(1, int(sweep.resources.cpus)),
+            "gpus": sweep.resources.gpus,
+            "objectives": [list(pair) for pair in objectives(study)],
             "tracking": track,
         }
         searcher = make_searcher(study, sweep, run_dir, index) if to_optuna(study.space) else None
@@ -649,7 +685,13 @@ def _run_study(sweep, study, index, run_dir, state, restore, retry_errored) -> S
                 verbose=0,
             ),
         )
-    tuner.fit()
+    try:
+        tuner.fit()
+    except BaseException as exc:  # the driver failed: no trial of this study may stay RUNNING in MLflow
+        tracking.close_lost_runs(track["uri"], track["experiment_id"], track["parent_run_id"], set(),
+                                 status="failed", error=f"the sweep's driver failed: {type(exc).__name__}: {exc}")
+        tracking.finish_study_run(track["uri"], track["parent_run_id"], None, complete=False)
+        raise
     analysis = tune.ExperimentAnalysis(str(exp_dir))
     result = summarize(analysis, study, track["parent_run_id"], track)
     if restore:

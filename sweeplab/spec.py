@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 from pydantic import ValidationError
 
-from sweeplab.method import ENGINE_BOUNDS, ENGINE_CHOICES, all_hyperparameters
+from sweeplab.method import ENGINE_BOUNDS, ENGINE_CHOICES, ENGINE_INTEGERS, all_hyperparameters
 from sweeplab.spaces import Issue, Param, SpecError, collect_space, upper_bound
 from sweeplab.sweep_schema import (GRACE_SCHEDULERS, MULTI_OBJECTIVE_SAMPLERS, SECTIONS, STARTUP_SAMPLERS,
                                    CheckpointSpec, FailureSpec, MethodSpec, ModelSpec, ResourcesSpec, SchedulerSpec,
@@ -346,7 +346,7 @@ def _check_method(name, raw, search, scheduler, dataset, file: Path, problems: _
         problems.add(key, f"method {name!r} is a {entry.task} method but dataset {dataset.name!r} is {dataset.task}")
     n_before = len(problems.issues)
     space, space_file = _method_space(name, spec, entry, method_cls, file, problems)
-    objective = _objective(name, spec, search, entry, problems) if search is not None else None
+    objective = _objective(name, spec, search, entry, problems, method_cls.loss_parts) if search is not None else None
     if space is not None and scheduler is not None and scheduler.name in GRACE_SCHEDULERS:
         _check_grace_period(name, space, scheduler.grace_period, method_cls, problems)
     if len(problems.issues) > n_before or objective is None or space_file is None:
@@ -404,6 +404,10 @@ def _method_space(name, spec: MethodSpec, entry: MethodEntry, method_cls, file: 
 def _check_engine_bounds(name: str, param: Param, at: str, source, problems: _Problems) -> None:
     low, high, open_low = ENGINE_BOUNDS[name]
     values = {"fixed": [param.value], "categorical": list(param.choices)}.get(param.kind, [param.low, param.high])
+    if name in ENGINE_INTEGERS and (param.kind == "float" or any(
+            isinstance(v, bool) or not float(v).is_integer() for v in values if isinstance(v, (int, float)))):
+        problems.add(at, f"{name} must be a whole number (type: int, or whole values)", source)
+        return
     for value in values:
         number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
         ok = number is not None and (number > low if open_low else number >= low) and (high is None or number <= high)
@@ -424,7 +428,8 @@ def _check_engine_choice(name: str, param: Param, at: str, source, problems: _Pr
             problems.add(at, f"{value!r} is not a known {name}; allowed: {', '.join(allowed)}", source)
 
 
-def _objective(name, spec: MethodSpec, search: SearchSpec, entry: MethodEntry, problems: _Problems):
+def _objective(name, spec: MethodSpec, search: SearchSpec, entry: MethodEntry, problems: _Problems,
+               loss_parts: tuple[str, ...] = ()):
     """The method's metric and mode: the method's own, else the sweep's, else the registry's.
     A mode pairs with the metric of its level: a method's own metric takes the method's mode."""
     if spec.metric is not None:
@@ -439,11 +444,12 @@ def _objective(name, spec: MethodSpec, search: SearchSpec, entry: MethodEntry, p
     if mode is None and metric == entry.metric:
         mode = entry.mode
     n_before = len(problems.issues)
-    reported = task_family(entry.task).reported_metrics()
+    # an objective must be reported every epoch (schedulers and the searcher follow it)
+    allowed = task_family(entry.task).epoch_metrics() + tuple(f"train/loss/{p}" for p in loss_parts)
     for m in metric if isinstance(metric, list) else [metric]:
-        if m not in reported and not m.startswith("train/loss/"):
-            problems.add(metric_key, f"{m!r} is not reported by method {name!r} ({entry.task}); allowed: "
-                         f"{', '.join(reported)}, or train/loss/<part>")
+        if m not in allowed:
+            problems.add(metric_key, f"{m!r} is not reported every epoch by method {name!r} ({entry.task}); "
+                         f"allowed: {', '.join(allowed)}")
     if mode is None:
         problems.add(mode_key, f"required: metric {metric!r} is not the registry's {entry.metric!r}, so say "
                      "whether to maximise or minimise it; allowed: max, min")

@@ -94,13 +94,38 @@ class ResourcesSpec(_Section):
     gpus: float = Field(0.0, ge=0)
 
 
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
 class TrackingSpec(_Section):
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str | None = None  # None: the sweep's name
 
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        scheme = value.split("://", 1)[0].split("+", 1)[0] if "://" in value else ""
+        if scheme not in TRACKING_SCHEMES:
+            raise ValueError(
+                f"{value!r} is not a tracking URI MLflow accepts here; allowed: sqlite:///path/mlflow.db, "
+                "http(s)://server:port, or a database URI (postgresql://, mysql://, mssql://); MLflow 3 "
+                "refuses plain folders (file stores)"
+            )
+        return value
+
 
 class StorageSpec(_Section):
     path: str = Field("sweeplab_results", min_length=1)
+
+    @field_validator("path")
+    @classmethod
+    def _local_or_shared_folder(cls, value: str) -> str:
+        if "://" in value:
+            raise ValueError(f"{value!r}: object-store URIs are not supported yet; allowed: a local folder or "
+                             "a shared filesystem (NFS) path")
+        return value
 
 
 class FailureSpec(_Section):
@@ -118,7 +143,7 @@ SECTIONS = {"model": ModelSpec, "search": SearchSpec, "scheduler": SchedulerSpec
 class SweepSpec(_Section):
     name: str
     description: str = ""
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
     dataset: dict[str, Any]
     model: ModelSpec = Field(default_factory=ModelSpec)
     methods: dict[str, Annotated[MethodSpec, BeforeValidator(none_to_empty)]] = Field(min_length=1)

@@ -16,6 +16,10 @@ class TaskFamily:
     eval_metrics: tuple[str, ...]  # computed on val and test each time they are evaluated
     train_metrics: tuple[str, ...]  # computed over the training epoch
 
+    def epoch_metrics(self) -> tuple[str, ...]:
+        """The metrics reported every epoch: the ones a scheduler and a searcher can follow."""
+        return tuple(f"train/{m}" for m in self.train_metrics) + tuple(f"val/{m}" for m in self.eval_metrics)
+
     def reported_metrics(self) -> tuple[str, ...]:
         """Every metric name a method of this family reports (loss parts come on top)."""
         names = [f"train/{m}" for m in self.train_metrics]

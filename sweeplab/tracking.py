@@ -182,8 +182,9 @@ def finish_study_run(uri: str, run_id: str, best: Mapping[str, Any] | None, comp
     c = client(uri)
     if best:
         now = int(time.time() * 1000)
-        params = [] if _has_params(c, run_id) else _params(flatten_params(best.get("config", {}), "best/"))
-        c.log_batch(run_id, metrics=_finite_metrics(best.get("metrics", {}), 0, now), params=params)
+        # the best config as tags (params cannot change, and a resume may find a better trial)
+        tags = [_tag(f"best.{k}", v) for k, v in flatten_params(best.get("config", {})).items()]
+        c.log_batch(run_id, metrics=_finite_metrics(best.get("metrics", {}), 0, now), tags=tags)
         c.set_tag(run_id, "sweeplab.best_trial_id", str(best.get("trial_id")))
         if best.get("run_id"):
             c.set_tag(run_id, "sweeplab.best_run_id", best["run_id"])
@@ -191,8 +192,10 @@ def finish_study_run(uri: str, run_id: str, best: Mapping[str, Any] | None, comp
     c.set_terminated(run_id, "FINISHED" if complete else "KILLED")
 
 
-def _has_params(c, run_id: str) -> bool:
-    return bool(c.get_run(run_id).data.params)
+def _tag(key: str, value: str):
+    from mlflow.entities import RunTag
+
+    return RunTag(key, value)
 
 
 def _params(flat: Mapping[str, str]):
@@ -329,9 +332,17 @@ def record_trial_end(
     _retry(record, f"record the end of trial {trial_id}")
 
 
-def close_lost_runs(uri: str, experiment_id: str, parent_run_id: str, trial_ids: set[str]) -> list[str]:
+LOST_ERROR = ("started just before the sweep was interrupted and not in Tune's last snapshot of the "
+              "experiment; the resumed sweep ran another trial in its place")
+
+
+def close_lost_runs(
+    uri: str, experiment_id: str, parent_run_id: str, trial_ids: set[str],
+    status: str = "lost", error: str = LOST_ERROR,
+) -> list[str]:
     """Close the still-running child runs of a study whose trial is not among ``trial_ids``
-    (the study's trials after a resume) as ``lost``; returns their trial ids."""
+    (the study's trials after a resume; none when the driver failed) with ``status``;
+    returns their trial ids."""
     runs = client(uri).search_runs(
         [experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and attributes.status = 'RUNNING'",
@@ -340,11 +351,7 @@ def close_lost_runs(uri: str, experiment_id: str, parent_run_id: str, trial_ids:
     lost = [r for r in runs if r.data.tags.get(TAG_TRIAL_ID) not in trial_ids]
     for run in lost:
         _retry(
-            lambda run=run: close_run(
-                client(uri), run.info.run_id, "lost",
-                "started just before the sweep was interrupted and not in Tune's last snapshot of the "
-                "experiment; the resumed sweep ran another trial in its place",
-            ),
+            lambda run=run: close_run(client(uri), run.info.run_id, status, error),
             "close a lost trial's run",
         )
     return [r.data.tags.get(TAG_TRIAL_ID) for r in lost]

@@ -56,3 +56,15 @@ def test_methods_lists_the_registry(tmp_path):
     done = sweeplab("methods", cwd=tmp_path)
     assert done.returncode == 0
     assert "ce" in done.stdout and "val/acc (max)" in done.stdout
+
+
+def test_resume_ignores_a_run_folder_without_state(tmp_path):
+    from sweeplab import runner
+
+    sweep_dir = tmp_path / "sweeplab_results" / "x"
+    good, broken = sweep_dir / "20260101-000000", sweep_dir / "20260102-000000"
+    for folder in (good, broken):
+        folder.mkdir(parents=True)
+        (folder / runner.RESOLVED_FILE).write_text("name: x\n")
+    (good / runner.STATE_FILE).write_text("{}")
+    assert runner.find_run_dir("x", tmp_path / "sweeplab_results") == good  # the newer one never started

@@ -142,3 +142,15 @@ def test_engine_trains_a_resnet_on_a_users_image_folder(tmp_path):
     final = train(config, reporter)
     assert [r["epoch"] for r in reporter.results] == [1, 2]
     assert 0.0 <= final["test/acc"] <= 1.0 and math.isfinite(final["train/loss"])
+
+
+def test_a_zero_gpu_trial_stays_on_the_cpu():
+    assert engine.pick_device(0).type == "cpu"
+    assert engine.pick_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_a_diverged_multi_objective_trial_reports_the_worst_value_of_every_objective():
+    config = trial_config(lr=1e12, optimizer="sgd", momentum=0.0, epochs=2)
+    config[CONTEXT_KEY]["objectives"] = [["val/acc", "max"], ["val/loss", "min"]]
+    out = train(config, MemoryReporter())
+    assert out["val/acc"] == float("-inf") and out["val/loss"] == float("inf")

@@ -85,7 +85,7 @@ BAD = [
     ("unknown scheduler", edit(scheduler__name="pbt"), SPACE, None, (), "sweep", "scheduler.name",
      "allowed: 'asha', 'hyperband', 'median' or 'fifo'"),
     ("metric not reported", edit(search__metric="val/accuracy", search__mode="max"), SPACE, None, (), "sweep",
-     "search.metric", "'val/accuracy' is not reported by method 'ce' (classification); allowed: train/loss"),
+     "search.metric", "'val/accuracy' is not reported every epoch by method 'ce' (classification); allowed: train/loss"),
     ("metric without mode", edit(search__metric="val/loss"), SPACE, None, (), "sweep", "search.mode",
      "say whether to maximise or minimise it; allowed: max, min"),
     ("num_samples 0", edit(methods__ce__num_samples=0), SPACE, None, (), "sweep", "methods.ce.num_samples",
@@ -202,11 +202,11 @@ def test_valid_file_loads_with_defaults(tmp_path):
     assert (study.metric, study.mode) == ("val/acc", "max")  # the registry's objective
 
 
-def test_tracking_uri_from_environment_and_storage_uri_kept(tmp_path, monkeypatch):
+def test_tracking_uri_from_environment_and_storage_made_absolute(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    sweep = load_sweep(write(tmp_path, edit(storage={"path": "s3://bucket/sweeps"})))
+    sweep = load_sweep(write(tmp_path, edit(storage={"path": "results"})))
     assert sweep.tracking.uri == "http://127.0.0.1:5000"
-    assert sweep.storage.path == "s3://bucket/sweeps"
+    assert sweep.storage.path == str(tmp_path / "results")
 
 
 def test_search_space_resolves_next_to_sweep_file_then_cwd(tmp_path):
@@ -238,8 +238,11 @@ def test_method_metric_and_mode(tmp_path):
     doc = edit(methods__ce__metric="val/loss", methods__ce__mode="min")
     study = load_sweep(write(tmp_path, doc)).studies[0]
     assert (study.metric, study.mode) == ("val/loss", "min")
-    loss_part = edit(search__metric="train/loss/ce", search__mode="min")
-    assert load_sweep(write(tmp_path, loss_part)).studies[0].metric == "train/loss/ce"
+    # an objective must be reported every epoch: test/* and best/* come only at the end, and
+    # ce has no named loss parts (a scheduler would fail on the first result)
+    for metric in ("test/acc", "best/val/acc", "train/loss/ce"):
+        with pytest.raises(SpecError, match=f"'{metric}' is not reported every epoch"):
+            load_sweep(write(tmp_path, edit(search__metric=metric, search__mode="max")))
     multi = edit(search__metric=["val/acc", "val/loss"], search__mode=["max", "min"], search__sampler="nsga2")
     study = load_sweep(write(tmp_path, multi)).studies[0]
     assert (study.metric, study.mode) == (["val/acc", "val/loss"], ["max", "min"])
@@ -310,3 +313,24 @@ def test_engine_hyperparameters_out_of_range(tmp_path, entry, fragment):
         load_sweep(write(tmp_path, doc))
     key = next(iter(entry))
     assert f"methods.ce.overrides.{key}" in str(info.value) and fragment in str(info.value)
+
+
+@pytest.mark.parametrize("section, fragment", [
+    ({"tracking": {"uri": "mlruns"}}, "tracking.uri"),
+    ({"tracking": {"uri": "file:///tmp/mlruns"}}, "tracking.uri"),
+    ({"storage": {"path": "s3://bucket/sweeps"}}, "storage.path"),
+    ({"seed": 10**14}, "seed"),
+])
+def test_run_time_failures_are_caught_by_validation(tmp_path, section, fragment):
+    doc = {**copy.deepcopy(SWEEP), **section}
+    with pytest.raises(SpecError) as info:
+        load_sweep(write(tmp_path, doc))
+    assert f"sweep.yaml: {fragment}:" in str(info.value)
+
+
+def test_epochs_and_batch_size_must_be_whole(tmp_path):
+    for entry in ({"epochs": 2.5}, {"batch_size": {"type": "float", "low": 16, "high": 64}}):
+        doc = copy.deepcopy(SWEEP)
+        doc["methods"]["ce"]["overrides"] = entry
+        with pytest.raises(SpecError, match="must be a whole number"):
+            load_sweep(write(tmp_path, doc))

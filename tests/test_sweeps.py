@@ -246,3 +246,11 @@ def test_fer_noisy_demo_runs_ce_and_scn_side_by_side(workdir):
     assert finished
     counts = c.get_metric_history(finished[0].info.run_id, "train/relabel_count")
     assert [m.step for m in counts] == [1, 2, 3]
+
+
+def test_a_trial_asking_for_more_than_the_machine_has_is_refused(workdir):
+    path = write_sweep(workdir, "greedy", num_samples=1, epochs=1, resources={"cpus": 1, "gpus": 1})
+    with pytest.raises(runner.ResourcesUnavailable, match="resources.gpus"):
+        runner.run_sweep(load_sweep(path), num_cpus=2)
+    _, parents, children = runs_of(f"sqlite:///{workdir / 'mlflow.db'}", "greedy")
+    assert parents == [] and children == []  # refused before any study started

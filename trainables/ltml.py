@@ -141,6 +141,7 @@ class TwoBranchNet(nn.Module):
 # Method
 # ---------------------------------------------------------------------------
 class LTML(Method):
+    loss_parts = ("cls_uniform", "cls_rebalanced", "con")
     hyperparameters = {
         "lambda_con": 0.1,  # λ, weight of the consistency loss L_con (paper: 0.1)
         "weighting": "exp",  # class weights in L_cls: exp (w+ = e^{1-ρ_k}, w- = e^{ρ_k}) | none (all 1)

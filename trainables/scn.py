@@ -139,6 +139,7 @@ class SelfCureNet(nn.Module):
 # Method
 # ---------------------------------------------------------------------------
 class SCN(Method):
+    loss_parts = ("wce", "rr")
     hyperparameters = {
         "beta": 0.7,  # β, share of each batch in the high-importance group (paper and code: 0.7)
         "margin_1": 0.15,  # δ1, the margin between the groups' mean α in L_RR (train.py 0.15; README 0.07 at batch 64)
