@@ -131,6 +131,11 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return out
 
 
+def _succeeds(fn: Callable[[], Any], what: str, attempts: int = 4) -> bool:
+    """Whether ``fn`` ran (with retries) without raising."""
+    return _retry(lambda: (fn(), True)[1], what, attempts) is True
+
+
 def _retry(fn: Callable[[], T], what: str, attempts: int = 4, delay: float = 0.5) -> T | None:
     """Call ``fn``; retry on errors (a locked SQLite file, a server that is briefly away).
     Logging never ends a trial: after the last attempt the failure is logged and skipped."""
@@ -217,7 +222,13 @@ def find_trial_run(uri: str, experiment_id: str, parent_run_id: str, trial_id: s
 
 
 class MlflowTrialTracker:
-    """A trial's child run, written from where the trial runs."""
+    """A trial's child run, written from where the trial runs.
+
+    A tracking server that is briefly unreachable does not stop the trial: an epoch's
+    metrics that cannot be logged stay in a buffer and go out, in order, with the next
+    epoch's (or when the trial ends). What is still unlogged when the trial ends is in
+    Tune's results, and ``sweeplab sync-mlflow <run folder>`` backfills it.
+    """
 
     def __init__(
         self,
@@ -237,10 +248,25 @@ class MlflowTrialTracker:
         self.tags = dict(tags)
         self.extra_params = dict(extra_params or {})
         self.run_id: str | None = None
+        self._params: dict[str, str] = {}
+        self._pending: list = []  # metric batches not logged yet, oldest first
         self._logged_through = 0  # epochs already in the run (a resumed trial repeats none of them)
+        if uri.startswith(("http://", "https://")):
+            # MLflow's own HTTP retries back off for minutes; the buffer here covers outages instead
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         self._client = client(uri)
 
     def start(self, params: Mapping[str, Any]) -> None:
+        self._params = flatten_params({**params, **self.extra_params})
+        self._open()
+
+    def _open(self) -> bool:
+        """Find or create the trial's run (once); False while the store is unreachable."""
+        if self.run_id is not None:
+            return True
+
         def open_run():
             found = find_trial_run(self.uri, self.experiment_id, self.parent_run_id, self.trial_id)
             if found is not None:  # a resumed, retried or restored trial continues its run
@@ -261,26 +287,43 @@ class MlflowTrialTracker:
             )
             return run.info.run_id, set()
 
-        opened = _retry(open_run, "open the trial's run")
+        opened = _retry(open_run, "open the trial's run", attempts=2)
         if opened is None:
-            return
+            return False
         self.run_id, logged = opened
-        flat = flatten_params({**params, **self.extra_params})
-        todo = {k: v for k, v in flat.items() if k not in logged}
+        todo = {k: v for k, v in self._params.items() if k not in logged}
         if todo:
             _retry(lambda: self._client.log_batch(self.run_id, params=_params(todo)), "log params")
+        self._pending = [b for b in self._pending if b[0].step > self._logged_through]
+        return True
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        if self.run_id is None or step <= self._logged_through:
+        if step <= self._logged_through:
             return
         batch = _finite_metrics(metrics, step, int(time.time() * 1000))
-        _retry(lambda: self._client.log_batch(self.run_id, metrics=batch), "log metrics")
+        if batch:
+            self._pending.append(batch)
+        self._flush(attempts=2)
+
+    def _flush(self, attempts: int) -> None:
+        """Log the buffered batches in order; stop at the first that fails (kept for later)."""
+        if not self._pending or not self._open():
+            return
+        while self._pending:
+            batch = self._pending[0]
+            if not _succeeds(lambda: self._client.log_batch(self.run_id, metrics=batch), "log metrics", attempts):
+                return
+            self._pending.pop(0)
 
     def log_dict(self, obj: Mapping[str, Any], name: str) -> None:
-        if self.run_id is not None:
+        if self._open():
             _retry(lambda: self._client.log_dict(self.run_id, dict(obj), name), f"log {name}")
 
     def finish(self, status: str, error: str | None = None) -> None:
+        self._flush(attempts=4)
+        if self._pending:
+            log.warning("MLflow: %d epoch(s) of trial %s could not be logged; `sweeplab sync-mlflow <run "
+                        "folder>` backfills them from Tune's results", len(self._pending), self.trial_id)
         if self.run_id is not None:
             _retry(lambda: close_run(self._client, self.run_id, status, error), "close the trial's run")
 

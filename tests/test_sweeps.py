@@ -80,6 +80,24 @@ def test_sweep_records_a_parent_and_one_child_per_trial(workdir, capsys):
     expected = sorted(TrialState.COMPLETE if s == "finished" else TrialState.PRUNED for s in statuses.values())
     assert sorted(t.state for t in trials) == expected
 
+    # a trial's run lost from MLflow (e.g. the server was away) is rebuilt from Tune's results;
+    # a second sync changes nothing
+    from sweeplab.sync import sync_run
+
+    gone = children[0]
+    gone_steps = [(m.step, m.value) for m in c.get_metric_history(gone.info.run_id, "val/acc")]
+    c.delete_run(gone.info.run_id)
+    report = sync_run(run_dir)
+    assert (report.trials, report.runs_created, report.epochs_logged) == (4, 1, len(gone_steps))
+    _, _, rebuilt = runs_of(uri, "four")
+    back = [r for r in rebuilt if r.data.tags["sweeplab.trial_id"] == gone.data.tags["sweeplab.trial_id"]]
+    assert len(back) == 1 and back[0].info.run_id != gone.info.run_id
+    assert [(m.step, m.value) for m in c.get_metric_history(back[0].info.run_id, "val/acc")] == gone_steps
+    assert back[0].data.tags["sweeplab.status"] == gone.data.tags["sweeplab.status"]
+    assert back[0].data.params["lr"] == gone.data.params["lr"]
+    again = sync_run(run_dir)
+    assert (again.runs_created, again.epochs_logged, again.statuses_set) == (0, 0, 0)
+
     table = runner.format_summary([result], uri)
     assert result.best["run_id"] in table and f"mlflow ui --backend-store-uri {uri}" in table
     assert "trial" in capsys.readouterr().out  # progress lines while it ran

@@ -1,0 +1,99 @@
+"""Backfill MLflow from Tune's own records of a sweep run (``sweeplab sync-mlflow RUN``).
+
+Trials log to MLflow as they run; when the tracking server was unreachable for
+longer than a trial's retries, epochs are missing there. Tune keeps every result
+of every trial in ``<run folder>/<method>/<trial>/result.json``; this module
+replays them into the trials' MLflow runs. It is idempotent: a run is found by its
+trial id, and only the epochs MLflow does not have yet are logged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sweeplab import engine, tracking
+
+
+@dataclass
+class SyncReport:
+    trials: int = 0
+    runs_created: int = 0
+    epochs_logged: int = 0
+    statuses_set: int = 0
+
+
+def trial_results(trial_dir: Path) -> list[dict]:
+    """Every result a trial reported, in order (one JSON object per line of result.json)."""
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a killed process
+                continue
+    return rows
+
+
+def outcome(status: str, last: dict, config: dict) -> str | None:
+    """The sweeplab status of a trial Tune has ended, ``None`` while it has not."""
+    from sweeplab.runner import stopped_early
+
+    if status == "ERROR":
+        return "failed"
+    if status != "TERMINATED" or "epoch" not in last:
+        return None
+    if last.get("diverged"):
+        return "diverged"
+    return "pruned" if stopped_early(last, engine.planned_epochs(config)) else "finished"
+
+
+def sync_run(run_dir: Path) -> SyncReport:
+    """Bring the MLflow runs of a sweep run up to date with Tune's results."""
+    from ray import tune
+
+    from sweeplab.runner import SweepState, trial_params
+
+    state = SweepState.load(run_dir)
+    c = tracking.client(state.tracking_uri)
+    report = SyncReport()
+    for method, saved in state.studies.items():
+        exp_dir = run_dir / method
+        parent = saved.get("parent_run_id")
+        if parent is None or not exp_dir.is_dir():
+            continue
+        tags = tracking.base_tags(state.sweep, method, "", state.commit)
+        for trial in tune.ExperimentAnalysis(str(exp_dir)).trials:
+            report.trials += 1
+            rows = trial_results(Path(trial.path))
+            run = tracking.find_trial_run(state.tracking_uri, state.experiment_id, parent, trial.trial_id)
+            if run is None:
+                run_id = c.create_run(state.experiment_id, tags={
+                    **{k: v for k, v in tags.items() if v}, "mlflow.parentRunId": parent,
+                    "mlflow.runName": f"{method}_{trial.trial_id}", tracking.TAG_TRIAL_ID: trial.trial_id,
+                    tracking.TAG_STATUS: "running",
+                }).info.run_id
+                c.log_batch(run_id, params=tracking._params(tracking.flatten_params(trial_params(trial.config))))
+                report.runs_created += 1
+                logged = 0
+            else:
+                run_id = run.info.run_id
+                logged = max((m.step for m in c.get_metric_history(run_id, "epoch")), default=0)
+            for row in rows:
+                step = int(row.get("epoch", 0))
+                if step > logged and not row.get("diverged"):
+                    metrics = {k: v for k, v in row.items() if "/" in k or k in ("epoch", "lr")}
+                    c.log_batch(run_id, metrics=tracking._finite_metrics(metrics, step, int(row.get("timestamp", 0)) * 1000))
+                    report.epochs_logged += 1
+            ended = outcome(trial.status, trial.last_result or {}, trial.config)
+            current = c.get_run(run_id).data.tags.get(tracking.TAG_STATUS)
+            if ended is not None and current != ended:
+                tracking.close_run(c, run_id, ended, "recorded by sync-mlflow from Tune's results"
+                                   if ended == "failed" else None)
+                report.statuses_set += 1
+    return report
