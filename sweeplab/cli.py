@@ -1,4 +1,4 @@
-"""``sweeplab``: run, resume and validate sweeps; list methods."""
+"""``sweeplab``: run, resume and validate sweeps; submit them to a Ray cluster; list methods."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ def _add_run_target(p: argparse.ArgumentParser) -> None:
                    help="Ray cluster to use (e.g. 127.0.0.2:6379 or 'auto'); default: a local Ray on loopback")
     p.add_argument("--num-cpus", type=int, default=None,
                    help="CPUs of the local Ray (default: all); ignored with --address")
+
+
+def _add_jobs_address(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", default=None,
+                   help="the Ray Jobs API of the cluster, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,10 +36,38 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--retry-errored", action="store_true", help="also rerun trials that failed for good")
     _add_run_target(resume)
 
+    submit = sub.add_parser("submit", help="submit a sweep file to a Ray cluster as a Ray job (queued by sweep_slot)")
+    submit.add_argument("sweep", type=Path, help="sweeps/<name>.yaml")
+    submit.add_argument("--profile", default=None, help="overlay the named profile of the sweep file")
+    submit.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one key, e.g. --set methods.ce.num_samples=4 (repeatable)")
+    _add_jobs_address(submit)
+    submit.add_argument("--no-queue", action="store_true",
+                        help="do not ask for a sweep_slot (start at once, beside any other sweep)")
+    submit.add_argument("--follow", action="store_true", help="then print the job's output until it ends")
+
+    jobs = sub.add_parser("jobs", help="list the sweep jobs of a Ray cluster")
+    _add_jobs_address(jobs)
+    jobs.add_argument("--all", action="store_true", help="also jobs that sweeplab did not submit")
+
+    logs = sub.add_parser("logs", help="print a sweep job's output")
+    logs.add_argument("id", help="the submission id that sweeplab submit printed")
+    _add_jobs_address(logs)
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+
+    stop = sub.add_parser("stop", help="interrupt a sweep job (as Ctrl-C would; it can be resumed)")
+    stop.add_argument("id")
+    _add_jobs_address(stop)
+    stop.add_argument("--wait", action="store_true", help="wait until the job has stopped")
+
     validate = sub.add_parser("validate", help="check sweep files without running anything")
     validate.add_argument("sweeps", type=Path, nargs="+")
     validate.add_argument("--profile", default=None)
     validate.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+
+    sync = sub.add_parser("sync-mlflow", help="backfill MLflow from Tune's results of a sweep run (idempotent)")
+    sync.add_argument("target", help="a run folder, a sweep folder (its newest run) or a sweep name")
+    sync.add_argument("--storage", default="sweeplab_results", help="where to look up a sweep name")
 
     sub.add_parser("methods", help="list the registered methods")
     return parser
@@ -89,6 +122,69 @@ def _finish(results, uri: str, run_dir: Path) -> int:
     return 0
 
 
+def _jobs_call(fn) -> int:
+    """Run a jobs command; errors the user can act on are one message and exit status 2."""
+    from sweeplab.submit import SubmitError
+
+    try:
+        return fn()
+    except SubmitError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+def cmd_submit(args) -> int:
+    from sweeplab.spec import SpecError, load_sweep
+
+    try:
+        sweep = load_sweep(args.sweep, profile=args.profile, sets=args.sets)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    from sweeplab import submit
+
+    def go() -> int:
+        done = submit.submit(sweep, args.address, queue=not args.no_queue)
+        if not args.follow:
+            return 0
+        return 0 if submit.logs(done.address, done.submission_id, follow=True) == "SUCCEEDED" else 1
+
+    return _jobs_call(go)
+
+
+def cmd_jobs(args) -> int:
+    from sweeplab import submit
+
+    def go() -> int:
+        print(submit.format_jobs(submit.list_jobs(args.address, args.all)))
+        return 0
+
+    return _jobs_call(go)
+
+
+def cmd_logs(args) -> int:
+    from sweeplab import submit
+
+    def go() -> int:
+        status = submit.logs(args.address, args.id, follow=args.follow)
+        if args.follow:
+            print(f"[{args.id}: {status}]", file=sys.stderr)
+            return 0 if status == "SUCCEEDED" else 1
+        return 0
+
+    return _jobs_call(go)
+
+
+def cmd_stop(args) -> int:
+    from sweeplab import submit
+
+    def go() -> int:
+        submit.stop(args.address, args.id, wait_for_end=args.wait)
+        return 0
+
+    return _jobs_call(go)
+
+
 def cmd_validate(args) -> int:
     from sweeplab.spec import validate_files
 
@@ -102,6 +198,21 @@ def cmd_validate(args) -> int:
         else:
             print(f"{path}: ok")
     return 1 if bad else 0
+
+
+def cmd_sync_mlflow(args) -> int:
+    from sweeplab import runner
+    from sweeplab.sync import sync_run
+
+    try:
+        run_dir = runner.find_run_dir(args.target, args.storage)
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    report = sync_run(run_dir)
+    print(f"{run_dir}: {report.trials} trials; {report.runs_created} runs created, "
+          f"{report.epochs_logged} epochs logged, {report.statuses_set} statuses set")
+    return 0
 
 
 def cmd_methods(args) -> int:
@@ -119,11 +230,15 @@ def cmd_methods(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Only a command that starts its own Ray is pinned to loopback. With --address (also `run ... --address
+    # auto`, the entrypoint of a submitted sweep on the cluster) Ray joins the cluster as it is.
     if args.command in ("run", "resume") and args.address is None:
         from sweeplab.loopback import keep_local_ray_on_loopback
 
         keep_local_ray_on_loopback()  # before anything imports ray
-    handler = {"run": cmd_run, "resume": cmd_resume, "validate": cmd_validate, "methods": cmd_methods}[args.command]
+    handler = {"run": cmd_run, "resume": cmd_resume, "submit": cmd_submit, "jobs": cmd_jobs, "logs": cmd_logs,
+               "stop": cmd_stop, "validate": cmd_validate, "methods": cmd_methods,
+               "sync-mlflow": cmd_sync_mlflow}[args.command]
     return handler(args)
 
 

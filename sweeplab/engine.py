@@ -6,7 +6,9 @@ validation, checkpoints, and reports ``train/*``, ``val/*`` metrics (on the last
 epoch also ``test/*`` for the final state and ``best/*`` for the epoch with the
 best validation objective). It knows nothing of Ray: a ``Reporter`` carries
 results and checkpoints out (Tune in a sweep, memory under pytest), and a
-``TrialTracker`` writes MLflow (or nothing).
+``TrialTracker`` writes MLflow (or nothing), and a ``Parallel`` says whether the
+loop runs alone (``SingleProcess``) or as one of several data-parallel workers
+(``sweeplab.distributed`` gives the DDP one for Ray Train).
 
 A trial config is the sampled hyperparameters (nested by ``/``) plus a
 ``sweeplab`` entry, the trial's context: method, dataset, model, seed, objective.
@@ -19,7 +21,7 @@ import copy
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, ContextManager, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -84,6 +86,68 @@ class MemoryReporter:
     def report(self, metrics, checkpoint):
         self.results.append(dict(metrics))
         self.checkpoint = checkpoint
+
+
+class Parallel(Protocol):
+    """How the loop runs beside copies of itself. Every copy (rank) runs ``train`` with the same
+    config; only what goes through these calls differs between them."""
+
+    rank: int  # 0 is the chief: it evaluates, and only its results and checkpoints are kept
+    world_size: int
+
+    def device(self, gpus: float | None) -> torch.device:
+        """This rank's device."""
+
+    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module the training steps call (e.g. DistributedDataParallel around ``model``)."""
+
+    def shard(self, sampler, dataset, generator: torch.Generator, drop_last: bool):
+        """This rank's part of an epoch's sampler (``None``: a shuffle seeded by ``generator``)."""
+
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (all ranks must stop together)."""
+
+    def sum(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Each value summed over the ranks (the same keys on every rank)."""
+
+    def shared_targets(self, dataset) -> ContextManager:
+        """Around an epoch's training: changes a method makes to ``dataset.targets`` on one rank
+        (SCN relabels) reach every rank when the block ends."""
+
+
+class SingleProcess:
+    """The loop alone: the trial's one process trains on every batch."""
+
+    rank = 0
+    world_size = 1
+
+    def device(self, gpus):
+        return pick_device(gpus)
+
+    def wrap_model(self, model):
+        return model
+
+    def shard(self, sampler, dataset, generator, drop_last):
+        return sampler
+
+    def all_finite(self, loss):
+        return bool(torch.isfinite(loss))
+
+    def sum(self, values):
+        return dict(values)
+
+    def shared_targets(self, dataset):
+        return contextlib.nullcontext()
+
+
+def local_batch_size(batch_size: int, world_size: int) -> int:
+    """Each worker's batch: ``batch_size`` is the global batch of one optimisation step, split
+    between the workers (rounded down), so a hyperparameter means the same with any number of them."""
+    if world_size == 1:
+        return batch_size
+    if batch_size < world_size:
+        raise ValueError(f"batch_size {batch_size} is smaller than the {world_size} workers that share each batch")
+    return batch_size // world_size
 
 
 class Diverged(Exception):
@@ -245,14 +309,18 @@ def _paired(loader, second_loader):
         yield batch, other
 
 
-def train_one_epoch(method: Method, model, loader, optimizer, device, second_loader=None) -> dict[str, float]:
+def train_one_epoch(method: Method, model, loader, optimizer, device, second_loader=None,
+                    parallel: Parallel | None = None) -> dict[str, float]:
     """Mean of each loss part over the epoch and, for single-label data, the accuracy on the
-    (possibly noisy) training labels. With ``second_loader`` (a method's paired sampler) each
-    step gets ``(batch, second_batch)``. Raises ``Diverged`` at the first non-finite loss,
-    before the optimizer steps on it."""
+    (possibly noisy) training labels; ``train/samples``: the samples trained on. With
+    ``second_loader`` (a method's paired sampler) each step gets ``(batch, second_batch)``.
+    Raises ``Diverged`` at the first non-finite loss, before the optimizer steps on it.
+    With several workers (``parallel``) the metrics cover every worker's batches."""
+    parallel = parallel or SingleProcess()
     model.train()
     sums: dict[str, float] = {}
     seen = correct = 0
+    single_label = False
     steps = loader if second_loader is None else _paired(loader, second_loader)
     for batch in steps:
         if second_loader is None:
@@ -263,8 +331,11 @@ def train_one_epoch(method: Method, model, loader, optimizer, device, second_loa
             first = batch[0]
         outputs = method.training_step(model, batch)
         loss = outputs["loss"]
-        if not torch.isfinite(loss):
-            raise Diverged(f"training loss became {loss.item()}")
+        if not parallel.all_finite(loss):
+            if parallel.world_size == 1:
+                raise Diverged(f"training loss became {loss.item()}")
+            raise Diverged(f"training loss became non-finite on at least one of the {parallel.world_size} "
+                           f"workers (rank {parallel.rank}: {loss.item()})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -280,9 +351,14 @@ def train_one_epoch(method: Method, model, loader, optimizer, device, second_loa
         single_label = logits is not None and logits.dim() == 2 and first[1].dim() == 1
         if single_label:
             correct += (logits.detach().argmax(1) == first[1]).sum().item()
+    if parallel.world_size > 1:
+        totals = parallel.sum({**sums, "#seen": seen, "#correct": correct, "#single_label": float(single_label)})
+        seen, correct, single_label = int(totals.pop("#seen")), totals.pop("#correct"), totals.pop("#single_label") > 0
+        sums = totals
     metrics = {f"train/{k}": v / max(seen, 1) for k, v in sums.items()}
     if seen and single_label:
         metrics["train/acc"] = correct / seen
+    metrics["train/samples"] = seen
     return metrics
 
 
@@ -309,9 +385,19 @@ def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
 # ---------------------------------------------------------------------------
 # A trial
 # ---------------------------------------------------------------------------
-def train(config: Mapping[str, Any], reporter: Reporter, tracker: TrialTracker | None = None) -> dict[str, float]:
-    """Run one trial to the end (or to divergence); returns the last reported metrics."""
+def train(
+    config: Mapping[str, Any], reporter: Reporter, tracker: TrialTracker | None = None,
+    parallel: Parallel | None = None,
+) -> dict[str, float]:
+    """Run one trial to the end (or to divergence); returns the last reported metrics.
+
+    With several workers (``parallel``) every rank calls this: each trains on its shard of
+    every batch (one optimisation step is the same global batch as alone), rank 0 alone
+    evaluates and its metrics and checkpoint are the trial's; every rank reports each epoch.
+    Give the other ranks a ``NullTracker`` so the trial is logged once."""
     tracker = tracker or NullTracker()
+    parallel = parallel or SingleProcess()
+    chief = parallel.rank == 0
     given, _ = split_config(config)
     ctx = TrialContext.from_config(config)
     method_cls = load_method_class(ctx.method)
@@ -319,8 +405,10 @@ def train(config: Mapping[str, Any], reporter: Reporter, tracker: TrialTracker |
     epochs = int(hp["epochs"])
 
     torch.set_num_threads(max(1, int(ctx.threads)))
+    # the same seed on every rank: they consume their RNGs alike, so rank 0's saved RNG state
+    # resumes every rank exactly (DDP also starts every rank from rank 0's weights)
     seed_everything(ctx.seed)
-    device = pick_device(ctx.gpus)
+    device = parallel.device(ctx.gpus)
 
     data = build_dataset(ctx.dataset, ctx.seed)
     method = method_cls(hp, data.info)
@@ -352,31 +440,35 @@ def train(config: Mapping[str, Any], reporter: Reporter, tracker: TrialTracker |
         set_rng_state(state["rng"])
 
     tracker.start(hp)
+    trained = parallel.wrap_model(model)  # what the training steps call; ``model`` is what is saved and evaluated
     metrics: dict[str, float] = {}
     try:
         for epoch in range(start_epoch, epochs):
-            train_loader, second_loader = train_loaders(method, data, batch_size, epoch_generator(ctx.seed, epoch), pin)
+            train_loader, second_loader = train_loaders(
+                method, data, batch_size, epoch_generator(ctx.seed, epoch), pin, parallel)
             metrics = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
             try:
-                metrics.update(train_one_epoch(method, model, train_loader, optimizer, device, second_loader))
+                with parallel.shared_targets(data.train):
+                    metrics.update(train_one_epoch(method, trained, train_loader, optimizer, device, second_loader,
+                                                   parallel))
             except Diverged as exc:
                 return _end_diverged(ctx, epoch, str(exc), reporter, tracker)
             metrics.update({f"train/{k}": v for k, v in method.on_epoch_end(epoch).items()})
             if schedule is not None:
                 schedule.step()
 
-            metrics.update(_prefixed("val", evaluate(method, model, val_loader, device, data.info)))
-            if is_better(metrics.get(ctx.metric), best["value"], ctx.mode):
-                best = {
-                    "value": metrics[ctx.metric],
-                    "epoch": epoch + 1,
-                    "val": {k: v for k, v in metrics.items() if k.startswith("val/")},
-                    "state": copy.deepcopy(model.state_dict()),
-                }
-
             last = epoch + 1 == epochs
-            if last:
-                metrics.update(_final_metrics(method, model, best, test_loader, device, data))
+            if chief:  # the other ranks go on to the next epoch and wait for rank 0 at its first step
+                metrics.update(_prefixed("val", evaluate(method, model, val_loader, device, data.info)))
+                if is_better(metrics.get(ctx.metric), best["value"], ctx.mode):
+                    best = {
+                        "value": metrics[ctx.metric],
+                        "epoch": epoch + 1,
+                        "val": {k: v for k, v in metrics.items() if k.startswith("val/")},
+                        "state": copy.deepcopy(model.state_dict()),
+                    }
+                if last:
+                    metrics.update(_final_metrics(method, model, best, test_loader, device, data))
 
             checkpoint = {
                 "epoch": epoch + 1,
@@ -388,7 +480,7 @@ def train(config: Mapping[str, Any], reporter: Reporter, tracker: TrialTracker |
                 "rng": rng_state(),
             }
             tracker.log_metrics(metrics, step=epoch + 1)
-            if last:  # recorded before the last report: a scheduler may stop the trial inside it
+            if last and chief:  # recorded before the last report: a scheduler may stop the trial inside it
                 tracker.log_dict({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, "summary.json")
                 tracker.log_dict(_per_class_tables(method, model, best, val_loader, test_loader, device, data.info),
                                  "per_class.json")
@@ -401,15 +493,21 @@ def train(config: Mapping[str, Any], reporter: Reporter, tracker: TrialTracker |
     return metrics
 
 
-def train_loaders(method: Method, data, batch_size: int, generator: torch.Generator, pin: bool):
+def train_loaders(method: Method, data, batch_size: int, generator: torch.Generator, pin: bool,
+                  parallel: Parallel | None = None):
     """The epoch's training loader (the method's sampler, else a seeded shuffle) and, for a
-    method that draws a second batch each step, the loader of its paired sampler."""
+    method that draws a second batch each step, the loader of its paired sampler. With several
+    workers each loader holds this rank's shard of the sampler and its share of ``batch_size``."""
+    parallel = parallel or SingleProcess()
+    drop_last = len(data.train) > batch_size
+    local_batch = local_batch_size(batch_size, parallel.world_size)
 
     def loader(sampler):
-        return DataLoader(
-            data.train, batch_size=batch_size, sampler=sampler, shuffle=sampler is None,
+        own = parallel.shard(sampler, data.train, generator, drop_last)
+        return DataLoader(  # the generator as alone (it seeds the loader's workers, then the shuffle)
+            data.train, batch_size=local_batch, sampler=own, shuffle=own is None,
             generator=generator if sampler is None else None, num_workers=data.num_workers,
-            pin_memory=pin, drop_last=len(data.train) > batch_size,
+            pin_memory=pin, drop_last=drop_last,
         )
 
     paired = method.paired_sampler(data.train, generator)

@@ -5,7 +5,8 @@ sweep's run folder, so ``optuna-dashboard`` can watch it live and a resumed
 sweep continues it), a Tune scheduler (ASHA by default), and MLflow records
 (a parent run per study, a child run per trial, see ``tracking``).
 
-Ray's and Optuna's APIs stay in this module and in ``engine``'s reporter.
+Ray's and Optuna's APIs stay in this module, in its reporters and in ``distributed``
+(multi-worker trials on Ray Train).
 
 Layout of a sweep run::
 
@@ -39,7 +40,7 @@ from optuna.storages.journal import JournalFileBackend
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeplab import engine, tracking
+from sweeplab import distributed, engine, tracking
 from sweeplab.loopback import LOOPBACK_ONLY
 from sweeplab.spaces import fixed_values, to_optuna, upper_bound
 from sweeplab.spec import Study, Sweep, load_sweep
@@ -57,13 +58,15 @@ LOCK_FILE = ".lock"
 # Ray
 # ---------------------------------------------------------------------------
 @contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+def ray_session(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False) -> Iterator[None]:
     """Connect to a Ray cluster at ``address``, or start one inside this process.
 
     A local Ray is kept on loopback: with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
     Ray does not swap 127.0.0.1 for the machine's network address, so nothing a
     local sweep starts listens on the network. Ray's token authentication stays
-    as Ray configures it.
+    as Ray configures it. ``dashboard``: start a local Ray's dashboard (on 127.0.0.1): Ray
+    Train asks its state API whether a trial's Train run is gone, to free its workers' CPUs
+    and GPUs when the scheduler stopped the trial.
     """
     import ray
 
@@ -83,13 +86,44 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
                 "environment before ray is imported (sweeplab's command line does; in your own script call "
                 "sweeplab.loopback.keep_local_ray_on_loopback() before importing ray), or pass an address"
             )
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
-    else:
-        ray.init(address=address, logging_level=logging.WARNING)
+        with _dashboard_env(dashboard) as port:
+            ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                     dashboard_port=port, logging_level=logging.WARNING)
+            try:
+                yield
+            finally:
+                ray.shutdown()
+        return
+    ray.init(address=address, logging_level=logging.WARNING)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _dashboard_env(dashboard: bool) -> Iterator[int | None]:
+    """A free loopback port for a local dashboard, named in ``RAY_API_SERVER_ADDRESS`` while
+    Ray runs (Ray's processes inherit it): Ray Train's state-API client otherwise looks for
+    "the" local Ray and gives up when the machine runs several."""
+    if not dashboard:
+        yield None
+        return
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    name = "RAY_API_SERVER_ADDRESS"
+    before = os.environ.get(name)
+    os.environ[name] = f"http://127.0.0.1:{port}"
+    try:
+        yield port
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 # ---------------------------------------------------------------------------
@@ -115,28 +149,39 @@ class TuneReporter:
 
 
 def run_trial(config: dict) -> None:
-    """Tune function trainable: one trial of a method study."""
+    """Tune function trainable: one trial of a method study (on several Ray Train workers
+    when its context says so, see ``sweeplab.distributed``)."""
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per epoch otherwise
     ctx = config[engine.CONTEXT_KEY]
-    tracker: engine.TrialTracker = engine.NullTracker()
-    if ctx.get("tracking"):
-        t = ctx["tracking"]
-        context = tune.get_context()
-        tracker = tracking.MlflowTrialTracker(
-            uri=t["uri"],
-            experiment_id=t["experiment_id"],
-            parent_run_id=t["parent_run_id"],
-            trial_id=context.get_trial_id(),
-            run_name=context.get_trial_name(),
-            tags=t["tags"],
-            extra_params=context_params(ctx),
-        )
-    engine.train(config, TuneReporter(), tracker)
+    if ctx.get("distributed"):
+        distributed.fit_trial(config)
+        return
+    context = tune.get_context()
+    engine.train(config, TuneReporter(), trial_tracker(ctx, context.get_trial_id(), context.get_trial_name()))
+
+
+def trial_tracker(ctx: Mapping[str, Any], trial_id: str, run_name: str) -> engine.TrialTracker:
+    """The trial's MLflow child run (nothing when the sweep does not track)."""
+    if not ctx.get("tracking"):
+        return engine.NullTracker()
+    t = ctx["tracking"]
+    return tracking.MlflowTrialTracker(
+        uri=t["uri"],
+        experiment_id=t["experiment_id"],
+        parent_run_id=t["parent_run_id"],
+        trial_id=trial_id,
+        run_name=run_name,
+        tags=t["tags"],
+        extra_params=context_params(ctx),
+    )
 
 
 def context_params(ctx: Mapping[str, Any]) -> dict:
     """The trial context a trial's MLflow run records beside its hyperparameters."""
-    return {"dataset": ctx["dataset"], "model": ctx["model"], "seed": ctx["seed"]}
+    params = {"dataset": ctx["dataset"], "model": ctx["model"], "seed": ctx["seed"]}
+    if ctx.get("distributed"):  # data-parallel workers (batch_size is the global batch)
+        params["workers"] = ctx["distributed"]["workers"]
+    return params
 
 
 def trial_params(config: Mapping[str, Any]) -> dict:
@@ -561,11 +606,15 @@ def check_resources(sweep: Sweep, address_given: bool) -> None:
     if address_given:
         return
     have = ray.cluster_resources()
-    for key, want in (("CPU", sweep.resources.cpus), ("GPU", sweep.resources.gpus)):
+    res = sweep.resources
+    for key, each in (("CPU", res.cpus), ("GPU", res.gpus)):
+        want = each * res.workers
         if want > have.get(key, 0):
+            asks = f"{want:g} {key}(s)" if res.workers == 1 else f"{res.workers} workers x {each:g} {key}(s)"
             raise ResourcesUnavailable(
-                f"{sweep.file}: resources.{key.lower()}s: each trial asks for {want:g} {key}(s) but this "
-                f"machine's Ray has {have.get(key, 0):g}; lower it or run on a cluster (--address)"
+                f"{sweep.file}: resources.{key.lower()}s{'' if res.workers == 1 else '_per_worker'}: each trial "
+                f"asks for {asks} but this machine's Ray has {have.get(key, 0):g}; lower it or run on a cluster "
+                "(--address)"
             )
 
 
@@ -596,7 +645,7 @@ def exclusive(run_dir: Path) -> Iterator[None]:
 
 def _run_studies(sweep, run_dir, state, address, num_cpus, restore, retry_errored=False) -> list[StudyResult]:
     results = []
-    with exclusive(run_dir), ray_session(address, num_cpus):
+    with exclusive(run_dir), ray_session(address, num_cpus, dashboard=distributed.is_distributed(sweep.resources)):
         check_resources(sweep, address_given=address is not None)
         for index, study in enumerate(sweep.studies):
             saved = state.studies.get(study.method, {})
@@ -628,12 +677,27 @@ def _study_tracking(sweep: Sweep, study: Study, state: SweepState, run_dir: Path
     return {"uri": state.tracking_uri, "experiment_id": state.experiment_id, "parent_run_id": parent, "tags": tags}
 
 
+def _concurrent_trials(sweep: Sweep, study: Study, address: str | None) -> int:
+    """``search.max_concurrent``, or fewer for multi-worker trials on a local Ray: their trial
+    reserves next to nothing, so Tune would start trials whose workers then wait for CPUs."""
+    wanted = sweep.search.max_concurrent
+    if address is not None or not distributed.is_distributed(sweep.resources):
+        return wanted
+    import ray
+
+    fits = distributed.trials_that_fit(sweep.resources, ray.cluster_resources())
+    if fits < wanted:
+        print(f"[{study.method}] {fits} multi-worker trial(s) at a time: that is what this machine's Ray "
+              f"holds (search.max_concurrent: {wanted})", flush=True)
+    return min(wanted, fits)
+
+
 def _run_study(sweep, study, index, run_dir, state, restore, retry_errored, address=None) -> StudyResult:
     track = _study_tracking(sweep, study, state, run_dir)
     metric, mode = _primary(study.metric), _primary(study.mode)
     epochs_param = study.space.get("epochs")
     max_t = int(upper_bound(epochs_param)) if epochs_param else engine.planned_epochs({engine.CONTEXT_KEY: {"method": study.method}})
-    trainable = tune.with_resources(run_trial, {"cpu": sweep.resources.cpus, "gpu": sweep.resources.gpus})
+    trainable = tune.with_resources(run_trial, distributed.trial_resources(sweep.resources))
     exp_dir = run_dir / study.method
 
     if restore and tune.Tuner.can_restore(str(exp_dir)):
@@ -655,6 +719,8 @@ def _run_study(sweep, study, index, run_dir, state, restore, retry_errored, addr
             "objectives": [list(pair) for pair in objectives(study)],
             "tracking": track,
         }
+        if distributed.is_distributed(sweep.resources):  # per-worker cpus/gpus (threads, gpus above)
+            context["distributed"] = distributed.trial_context(sweep.resources, run_dir, sweep.checkpoint.keep)
         searcher = make_searcher(study, sweep, run_dir, index) if to_optuna(study.space) else None
         if searcher is not None and restore:  # killed before Tune saved anything: drop what it asked
             searcher.sync_with_storage()
@@ -668,8 +734,10 @@ def _run_study(sweep, study, index, run_dir, state, restore, retry_errored, addr
                 search_alg=searcher,
                 scheduler=make_scheduler(sweep, metric, mode, max_t),
                 num_samples=study.num_samples,
-                max_concurrent_trials=sweep.search.max_concurrent,
-                reuse_actors=True,
+                max_concurrent_trials=_concurrent_trials(sweep, study, address),
+                # a multi-worker trial's actor waits in TorchTrainer.fit(): Tune cannot reuse it, and
+                # ends it when it stops the trial (Ray Train then frees that trial's workers)
+                reuse_actors=not distributed.is_distributed(sweep.resources),
                 trial_name_creator=TrialNamer(study.method),
                 trial_dirname_creator=TrialNamer(study.method),
             ),

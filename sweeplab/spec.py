@@ -290,6 +290,7 @@ def _build(doc: Any, file: Path, profile: str | None, origin) -> Sweep:
             studies.append(study)
     own_metrics = [(lenient(MethodSpec, raw) or MethodSpec()).metric
                    for name, raw in (methods.items() if isinstance(methods, dict) else ()) if name in METHODS]
+    _check_workers(doc.get("resources"), sections["resources"], studies, problems)
     if search and any(isinstance(m if m is not None else search.metric, list) for m in own_metrics):
         if search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
             problems.add("search.sampler", f"sampler {search.sampler!r} optimises one objective but a metric list "
@@ -457,6 +458,28 @@ def _objective(name, spec: MethodSpec, search: SearchSpec, entry: MethodEntry, p
         problems.add(mode_key, f"mode {mode!r} does not match metric {metric!r}: give 'max'/'min' for one "
                      "metric, or a list of them of the same length for a list of metrics")
     return (metric, mode) if len(problems.issues) == n_before else None
+
+
+def _check_workers(raw: Any, resources: ResourcesSpec | None, studies: list[Study], problems: _Problems) -> None:
+    """Multi-worker trials: one GPU or none per worker, and a batch to split between the workers."""
+    if resources is None or resources.workers == 1:
+        return
+    raw = raw if isinstance(raw, Mapping) else {}
+    if resources.gpus not in (0, 1):
+        key = "resources.gpus_per_worker" if raw.get("gpus_per_worker") is not None else "resources.gpus"
+        problems.add(key, f"{resources.gpus:g}: with workers > 1 each worker is one data-parallel rank on one GPU "
+                     "(NCCL cannot share a GPU between ranks); allowed: 0 or 1")
+    for study in studies:
+        param = study.space.get("batch_size")
+        if param is None:
+            values = [all_hyperparameters(study.entry.load())["batch_size"]]
+        else:
+            values = {"fixed": [param.value], "categorical": list(param.choices)}.get(param.kind, [param.low])
+        smallest = min((v for v in values if isinstance(v, (int, float))), default=None)
+        if smallest is not None and smallest < resources.workers:
+            problems.add("resources.workers", f"{resources.workers} workers share each batch, but method "
+                         f"{study.method!r} may train with batch_size {smallest:g}; allowed: a batch_size of at "
+                         "least the number of workers (batch_size is the global batch of a step)")
 
 
 def _check_grace_period(name, space: dict[str, Param], grace: int, method_cls, problems: _Problems) -> None:

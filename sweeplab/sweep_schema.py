@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Mapping, Sequence, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from sweeplab.models import BACKBONES
 from sweeplab.spaces import Issue
@@ -90,8 +91,24 @@ class SchedulerSpec(_Section):
 
 
 class ResourcesSpec(_Section):
+    """Per trial: ``workers`` processes (with more than one, data-parallel on Ray Train), each
+    with ``cpus`` CPUs and ``gpus`` GPUs. ``cpus_per_worker`` / ``gpus_per_worker`` are the same
+    numbers under explicit names and win over ``cpus`` / ``gpus`` when given; after validation
+    ``cpus`` / ``gpus`` hold what each worker gets."""
+
     cpus: float = Field(1.0, gt=0)
     gpus: float = Field(0.0, ge=0)
+    workers: int = Field(1, ge=1)
+    cpus_per_worker: float | None = Field(None, gt=0)
+    gpus_per_worker: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _per_worker(self) -> "ResourcesSpec":
+        if self.cpus_per_worker is not None:
+            self.cpus = self.cpus_per_worker
+        if self.gpus_per_worker is not None:
+            self.gpus = self.gpus_per_worker
+        return self
 
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")

@@ -97,6 +97,10 @@ def ensure_experiment(uri: str, name: str) -> str:
 
 
 def git_commit(path: Path | str = ".") -> str | None:
+    """The checkout's commit; for a submitted sweep (no .git on the cluster), the one
+    ``sweeplab submit`` recorded in ``SWEEPLAB_GIT_COMMIT``."""
+    if os.environ.get("SWEEPLAB_GIT_COMMIT"):
+        return os.environ["SWEEPLAB_GIT_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=10, check=True
