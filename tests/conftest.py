@@ -10,6 +10,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from cluster import session_pids  # noqa: F401  (tests import it from here)
 from sweeplab.loopback import keep_local_ray_on_loopback
 
 keep_local_ray_on_loopback()  # the tests' local Ray stays on 127.0.0.1 (before any test imports ray)
@@ -42,21 +43,6 @@ def write_sweep(folder: Path, name: str, num_samples: int, epochs: int, **sectio
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
-
-
-def session_pids(sid: int) -> list[int]:
-    """Processes of a session (a test's subprocess started with start_new_session=True)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # fields after "(comm)": state, ppid, pgrp, session
-            pids.append(int(entry))
-    return pids
 
 
 def kill_session(sid: int) -> None:

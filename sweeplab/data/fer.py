@@ -35,10 +35,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from sweeplab.data.folders import image_transforms, load_rgb
-from sweeplab.data.indexed import _as_targets
+from sweeplab.data.folders import ImageFiles, image_transforms
 from sweeplab.data.noise import inject_label_noise
 from sweeplab.method import DataInfo
 
@@ -49,25 +47,10 @@ RAF_DB_CLASSES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger"
 RAF_DB_LABEL_FILE = "EmoLabel/list_patition_label.txt"
 
 
-class LabelledImages(Dataset):
-    """Image files with integer labels, yielding ``(image, target, index)``; ``targets`` is a
-    shared-memory int64 tensor read on every access, so a method may relabel (see ``indexed.py``)."""
+class LabelledImages(ImageFiles):
+    """Image files with integer labels (relabellable ``targets``, int64)."""
 
-    def __init__(self, paths: Sequence[str | Path], targets, transform=None):
-        self.paths = [str(p) for p in paths]
-        self.targets = _as_targets(np.asarray(targets, dtype=np.int64))
-        self.transform = transform
-        if len(self.paths) != len(self.targets):
-            raise ValueError(f"{len(self.paths)} images but {len(self.targets)} targets")
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        image = load_rgb(self.paths[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.targets[index].clone(), index
+    dtype = np.int64
 
 
 def stratified_holdout(labels: Sequence[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

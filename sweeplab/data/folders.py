@@ -12,12 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms
+from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
-from sweeplab.data.indexed import IndexedDataset
+from sweeplab.data.indexed import IndexedDataset, _as_targets
 from sweeplab.data.noise import inject_label_noise
 from sweeplab.method import DataInfo
 
@@ -102,3 +104,27 @@ def build_image_folder(options: ImageFolderOptions, seed: int) -> DataBundle:
         train_clean_targets=clean_train,
         num_workers=options.workers,
     )
+
+
+class ImageFiles(Dataset):
+    """Image files with labels, yielding ``(image, target, index)``; ``targets`` is a shared-memory
+    tensor (``dtype`` int64 labels or float32 multi-hot rows) read on every access, so a method may
+    relabel (see ``indexed.py``)."""
+
+    dtype = np.int64
+
+    def __init__(self, paths, targets, transform=None):
+        self.paths = [str(p) for p in paths]
+        self.targets = _as_targets(np.asarray(targets, dtype=self.dtype))
+        self.transform = transform
+        if len(self.paths) != len(self.targets):
+            raise ValueError(f"{len(self.paths)} images but {len(self.targets)} targets")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        image = load_rgb(self.paths[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.targets[index].clone(), index

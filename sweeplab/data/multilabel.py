@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from torch.utils.data import Dataset
 
-from sweeplab.data.folders import load_rgb
-from sweeplab.data.indexed import _as_targets
+from sweeplab.data.folders import ImageFiles
 from sweeplab.data.safe_pickle import safe_load
 
 GROUPS = ("head", "medium", "tail")
@@ -142,25 +140,10 @@ def multi_hot(label_sets: Sequence[Sequence[int]], num_classes: int) -> np.ndarr
     return targets
 
 
-class MultiLabelImages(Dataset):
-    """Image files with multi-hot targets, yielding ``(image, target, index)``; ``targets`` is a
-    shared-memory (N, C) float32 tensor read on every access (see ``indexed.py``)."""
+class MultiLabelImages(ImageFiles):
+    """Image files with multi-hot targets (a shared-memory (N, C) float32 tensor)."""
 
-    def __init__(self, paths: Sequence[str | Path], targets: Any, transform=None):
-        self.paths = [str(p) for p in paths]
-        self.targets = _as_targets(np.asarray(targets, dtype=np.float32))
-        self.transform = transform
-        if len(self.paths) != len(self.targets):
-            raise ValueError(f"{len(self.paths)} images but {len(self.targets)} targets")
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        image = load_rgb(self.paths[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.targets[index].clone(), index
+    dtype = np.float32
 
     def subset(self, positions: Sequence[int], transform=None) -> "MultiLabelImages":
         positions = list(positions)
