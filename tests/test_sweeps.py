@@ -115,7 +115,9 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(workdir)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and first.poll() is None:
             time.sleep(1)
-            if not (workdir / "mlflow.db").exists():
+            # the store exists once the run folder's state.json does (reading it earlier would race
+            # the sweep's own creation of the database schema)
+            if not list(workdir.glob("sweeplab_results/killed/*/state.json")):
                 continue
             try:
                 _, _, children = runs_of(uri, "killed")
