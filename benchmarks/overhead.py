@@ -127,7 +127,8 @@ def run_sweep_arm(folder: Path, trials: int, space_file: Path, log_path: Path, v
         t1 = time.perf_counter()
         with ray_session():
             t2, wall2 = time.perf_counter(), time.time()
-            run_dir, results = run_sweep(sweep)
+            folder, results = run_sweep(sweep)
+            run_dir = folder.local
             t3, wall3 = time.perf_counter(), time.time()
         t4 = time.perf_counter()
 

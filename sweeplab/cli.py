@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -31,13 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_target(run)
 
     resume = sub.add_parser("resume", help="continue an interrupted sweep run")
-    resume.add_argument("target", help="a run folder, a sweep folder (its newest run) or a sweep name")
+    resume.add_argument("target", help="a run folder or object-store URI (s3://…), a sweep folder or URI (its newest run), or a sweep name")
     resume.add_argument("--storage", default="sweeplab_results", help="where to look up a sweep name")
     resume.add_argument("--retry-errored", action="store_true", help="also rerun trials that failed for good")
     _add_run_target(resume)
 
     submit = sub.add_parser("submit", help="submit a sweep file to a Ray cluster as a Ray job (queued by sweep_slot)")
-    submit.add_argument("sweep", type=Path, help="sweeps/<name>.yaml")
+    submit.add_argument("sweep", type=Path, nargs="?", help="sweeps/<name>.yaml")
+    submit.add_argument("--resume", metavar="RUN", default=None,
+                        help="instead of a sweep file: continue this interrupted run on the cluster (its folder on "
+                             "the shared filesystem, or its object-store URI)")
+    submit.add_argument("--retry-errored", action="store_true", help="with --resume: also rerun failed trials")
     submit.add_argument("--profile", default=None, help="overlay the named profile of the sweep file")
     submit.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override one key, e.g. --set methods.ce.num_samples=4 (repeatable)")
@@ -66,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
 
     sync = sub.add_parser("sync-mlflow", help="backfill MLflow from Tune's results of a sweep run (idempotent)")
-    sync.add_argument("target", help="a run folder, a sweep folder (its newest run) or a sweep name")
+    sync.add_argument("target", help="a run folder or object-store URI (s3://…), a sweep folder or URI (its newest run), or a sweep name")
     sync.add_argument("--storage", default="sweeplab_results", help="where to look up a sweep name")
 
     sub.add_parser("methods", help="list the registered methods")
@@ -83,41 +88,53 @@ def cmd_run(args) -> int:
         return 2
     from sweeplab import runner, tracking
 
+    from sweeplab.storage import StorageUnreachable
+
     try:
-        run_dir, results = runner.run_sweep(sweep, address=args.address, num_cpus=args.num_cpus)
-    except runner.ResourcesUnavailable as exc:
+        folder, results = runner.run_sweep(sweep, address=args.address, num_cpus=args.num_cpus)
+    except (runner.ResourcesUnavailable, StorageUnreachable) as exc:
         print(exc, file=sys.stderr)
         return 2
-    return _finish(results, tracking.resolve_tracking_uri(sweep.tracking.uri), run_dir)
+    return _finish(results, tracking.resolve_tracking_uri(sweep.tracking.uri), folder.location)
+
+
+def _open_run(args):
+    """The run a command names (a folder, an object-store URI, a sweep name), or None after
+    saying why not."""
+    from sweeplab import storage
+
+    try:
+        return storage.open_run_folder(args.target, args.storage)
+    except (FileNotFoundError, storage.StorageUnreachable) as exc:
+        print(exc, file=sys.stderr)
+        return None
 
 
 def cmd_resume(args) -> int:
     from sweeplab import runner
 
-    try:
-        run_dir = runner.find_run_dir(args.target, args.storage)
-    except FileNotFoundError as exc:
-        print(exc, file=sys.stderr)
+    folder = _open_run(args)
+    if folder is None:
         return 2
     from sweeplab.spec import SpecError
 
     try:
-        sweep, results = runner.resume_sweep(run_dir, address=args.address, num_cpus=args.num_cpus,
+        sweep, results = runner.resume_sweep(folder, address=args.address, num_cpus=args.num_cpus,
                                              retry_errored=args.retry_errored)
     except (runner.RunInUse, SpecError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    state = runner.SweepState.load(run_dir)
-    return _finish(results, state.tracking_uri, run_dir)
+    state = runner.SweepState.load(folder.local)
+    return _finish(results, state.tracking_uri, folder.location)
 
 
-def _finish(results, uri: str, run_dir: Path) -> int:
+def _finish(results, uri: str, location: str) -> int:
     from sweeplab import runner
 
     print()
     print(runner.format_summary(results, uri))
     if not all(r.complete for r in results):
-        print(f"The sweep is incomplete. Continue it with:  sweeplab resume {run_dir}")
+        print(f"The sweep is incomplete. Continue it with:  sweeplab resume {shlex.quote(location)}")
         return 1
     return 0
 
@@ -136,15 +153,32 @@ def _jobs_call(fn) -> int:
 def cmd_submit(args) -> int:
     from sweeplab.spec import SpecError, load_sweep
 
+    if (args.sweep is None) == (args.resume is None):
+        print("sweeplab submit: give a sweep file, or --resume RUN (not both)", file=sys.stderr)
+        return 2
+    if args.retry_errored and args.resume is None:
+        print("sweeplab submit: --retry-errored goes with --resume RUN", file=sys.stderr)
+        return 2
+    if args.resume is not None:
+        if args.profile or args.sets:
+            print("sweeplab submit --resume: a run continues as it was started (--profile and --set "
+                  "do not apply)", file=sys.stderr)
+            return 2
+        return _submit_and_follow(args, lambda submit: submit.submit_resume(
+            args.resume, args.address, queue=not args.no_queue, retry_errored=args.retry_errored))
     try:
         sweep = load_sweep(args.sweep, profile=args.profile, sets=args.sets)
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 2
+    return _submit_and_follow(args, lambda submit: submit.submit(sweep, args.address, queue=not args.no_queue))
+
+
+def _submit_and_follow(args, send) -> int:
     from sweeplab import submit
 
     def go() -> int:
-        done = submit.submit(sweep, args.address, queue=not args.no_queue)
+        done = send(submit)
         if not args.follow:
             return 0
         return 0 if submit.logs(done.address, done.submission_id, follow=True) == "SUCCEEDED" else 1
@@ -201,16 +235,13 @@ def cmd_validate(args) -> int:
 
 
 def cmd_sync_mlflow(args) -> int:
-    from sweeplab import runner
     from sweeplab.sync import sync_run
 
-    try:
-        run_dir = runner.find_run_dir(args.target, args.storage)
-    except FileNotFoundError as exc:
-        print(exc, file=sys.stderr)
+    folder = _open_run(args)
+    if folder is None:
         return 2
-    report = sync_run(run_dir)
-    print(f"{run_dir}: {report.trials} trials; {report.runs_created} runs created, "
+    report = sync_run(folder)
+    print(f"{folder.location}: {report.trials} trials; {report.runs_created} runs created, "
           f"{report.epochs_logged} epochs logged, {report.statuses_set} statuses set")
     return 0
 

@@ -204,13 +204,14 @@ def trials_that_fit(resources, have: Mapping[str, float]) -> int:
     return max(1, int(min(fits)))
 
 
-def trial_context(resources, run_dir: Path, keep: int | None) -> dict:
-    """The ``distributed`` entry of a multi-worker trial's context."""
+def trial_context(resources, storage: str, keep: int | None) -> dict:
+    """The ``distributed`` entry of a multi-worker trial's context; ``storage``: where Ray Train
+    keeps the trials' Train runs (``TRAIN_FOLDER`` of the run: a folder or an object-store URI)."""
     return {
         "workers": resources.workers,
         "cpus_per_worker": resources.cpus,
         "gpus_per_worker": resources.gpus,
-        "storage": str(Path(run_dir) / TRAIN_FOLDER),
+        "storage": storage,
         "keep": keep,
     }
 

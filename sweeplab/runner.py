@@ -8,10 +8,11 @@ sweep continues it), a Tune scheduler (ASHA by default), and MLflow records
 Ray's and Optuna's APIs stay in this module, in its reporters and in ``distributed``
 (multi-worker trials on Ray Train).
 
-Layout of a sweep run::
+Layout of a sweep run (a folder, or an object-store prefix: see ``storage``)::
 
     <storage>/<sweep name>/<YYYYmmdd-HHMMSS>/
         sweep.yaml        the resolved sweep file (profile and --set applied)
+        search_spaces/    copies of the studies' search spaces
         state.json        MLflow experiment and parent runs, which studies are complete
         optuna.journal    the Optuna studies (one per method)
         <method>/         Tune's experiment folder: trials, checkpoints, results
@@ -21,10 +22,10 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import shutil
 import logging
+import math
 import os
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -40,16 +41,14 @@ from optuna.storages.journal import JournalFileBackend
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeplab import distributed, engine, tracking
+from sweeplab import distributed, engine, storage, tracking
 from sweeplab.loopback import LOOPBACK_ONLY
 from sweeplab.spaces import fixed_values, to_optuna, upper_bound
 from sweeplab.spec import Study, Sweep, load_sweep
+from sweeplab.storage import JOURNAL_FILE, RESOLVED_FILE, SPACES_FOLDER, STATE_FILE, RunFolder
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"
-RESOLVED_FILE = "sweep.yaml"
-JOURNAL_FILE = "optuna.journal"
 CHECKPOINT_FILE = "state.pt"
 LOCK_FILE = ".lock"
 
@@ -173,7 +172,18 @@ def trial_tracker(ctx: Mapping[str, Any], trial_id: str, run_name: str) -> engin
         run_name=run_name,
         tags=t["tags"],
         extra_params=context_params(ctx),
+        where=where_tags(),
     )
+
+
+def where_tags() -> dict:
+    """The Ray node and host this process runs on, for the trial's MLflow run (on a cluster, which
+    node ran which trial; several nodes may share a host)."""
+    import socket
+
+    import ray
+
+    return {tracking.TAG_NODE: ray.get_runtime_context().get_node_id(), tracking.TAG_HOST: socket.gethostname()}
 
 
 def context_params(ctx: Mapping[str, Any]) -> dict:
@@ -214,9 +224,12 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     restored Tune trial will continue are marked FAIL, so the study holds no phantom trials.
     """
 
-    def __init__(self, *args, fixed_epochs: int, **kwargs):
+    def __init__(self, *args, fixed_epochs: int, run_location: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.fixed_epochs = fixed_epochs  # epochs of a trial whose space does not search them
+        # the run (folder or object-store URI): a restored searcher reopens the journal of that run on
+        # the machine that resumes it (an object-store run is resumed from a local copy of its files)
+        self.run_location = run_location
 
     def on_trial_complete(self, trial_id, result=None, error=False):
         ot_trial = self._ot_trials.get(trial_id)
@@ -242,7 +255,24 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         Tune's snapshots): trials the storage has finished stay finished, and trials only the
         storage knows (asked after the snapshot, never to be run) are marked FAIL."""
         super().restore(checkpoint_path)
+        self.reopen_journal(str(RunFolder.at(self.run_location).local / JOURNAL_FILE))
         self.sync_with_storage()
+
+    def reopen_journal(self, path: str) -> None:
+        """Point the study at the journal file ``path``. A trial the pickled searcher asked for
+        that the journal does not hold (the journal was uploaded before the searcher's last
+        snapshot) is dropped from the study, with a warning; its Tune trial still runs."""
+        self._storage = JournalStorage(JournalFileBackend(path))
+        self._ot_study = optuna.load_study(study_name=self._ot_study.study_name, storage=self._storage,
+                                           sampler=self._ot_study.sampler)
+        for trial_id, old in list(self._ot_trials.items()):
+            try:
+                self._ot_trials[trial_id] = optuna.Trial(self._ot_study, old._trial_id)
+            except KeyError:
+                log.warning("Optuna: trial %s is not in %s (asked after its last upload): left out of the study",
+                            trial_id, path)
+                del self._ot_trials[trial_id]
+                self._completed_trials.add(trial_id)
 
     def sync_with_storage(self) -> None:
         running = optuna.trial.TrialState.RUNNING
@@ -256,9 +286,10 @@ class PrunedAwareOptunaSearch(OptunaSearch):
                 self._ot_study.tell(number, state=optuna.trial.TrialState.FAIL)
 
 
-def make_searcher(study: Study, sweep: Sweep, run_dir: Path, index: int) -> PrunedAwareOptunaSearch:
-    """OptunaSearch over the study's space, its study stored in the run folder's journal
-    (``optuna-dashboard <run folder>/optuna.journal`` shows it live)."""
+def make_searcher(study: Study, sweep: Sweep, folder: RunFolder, index: int) -> PrunedAwareOptunaSearch:
+    """OptunaSearch over the study's space, its study stored in the run's journal (in the run
+    folder, or the local copy of an object-store run: ``optuna-dashboard <it>/optuna.journal``
+    shows it live)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = sweep.seed + index
     sampler = make_sampler(sweep.search.sampler, seed, sweep.search.n_startup_trials, sweep.search.max_concurrent > 1)
@@ -269,7 +300,8 @@ def make_searcher(study: Study, sweep: Sweep, run_dir: Path, index: int) -> Prun
         sampler=sampler,
         seed=seed,
         study_name=f"{sweep.name}.{study.method}",
-        storage=JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE))),
+        storage=JournalStorage(JournalFileBackend(str(folder.local / JOURNAL_FILE))),
+        run_location=folder.location,
         fixed_epochs=engine.planned_epochs({**fixed_values(study.space), engine.CONTEXT_KEY: {"method": study.method}}),
     )
 
@@ -361,6 +393,41 @@ class TrialEndRecorder(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._record(trial, "failed", error=trial_error_text(trial))
+
+
+class DriverFilesUploader(tune.Callback):
+    """Uploads the driver's files of an object-store run (the Optuna journal, ``state.json``) as
+    often as Tune uploads its own experiment state, so a resume on another machine finds them
+    about as fresh as Tune's. Holds the run's URI only: a restore on another machine finds
+    that machine's local copy."""
+
+    def __init__(self, location: str, period: float):
+        self.location, self.period = location, period
+        self._last = time.monotonic()
+
+    def setup(self, **info):
+        self._last = time.monotonic()
+
+    def _push(self) -> None:
+        self._last = time.monotonic()
+        upload(RunFolder.at(self.location), JOURNAL_FILE, STATE_FILE)
+
+    def on_step_end(self, iteration, trials, **info):
+        if time.monotonic() - self._last >= self.period:
+            self._push()
+
+    def on_experiment_end(self, trials, **info):
+        self._push()
+
+
+def upload(folder: RunFolder, *names: str) -> None:
+    """Upload driver files of an object-store run; an unreachable store is a warning, not the end
+    of the sweep (the next upload carries the files; trials write to the store themselves)."""
+    try:
+        folder.push(*names)
+    except OSError as exc:
+        log.warning("could not upload %s to %s (%s); the newest copy is in %s", ", ".join(names),
+                    folder.location, exc, folder.local)
 
 
 def trial_error_text(trial) -> str:
@@ -515,38 +582,26 @@ def summarize(analysis, study: Study, parent_run_id: str, track: Mapping[str, An
 # ---------------------------------------------------------------------------
 # Sweeps
 # ---------------------------------------------------------------------------
-def new_run_dir(sweep: Sweep) -> Path:
-    root = Path(sweep.storage.path)  # a folder: spec validation refuses object-store URIs for now
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = root / sweep.name / stamp
-    suffix = 1
-    while run_dir.exists():
-        run_dir = root / sweep.name / f"{stamp}-{suffix}"
-        suffix += 1
-    run_dir.mkdir(parents=True)
-    return run_dir.resolve()
-
-
 def write_resolved(sweep: Sweep, run_dir: Path) -> None:
     """Save the resolved sweep file in the run folder with copies of its search spaces, so a
     resume runs exactly what was started even if the files in the repository change."""
     import yaml
 
     doc = copy.deepcopy(sweep.document)
-    (run_dir / "search_spaces").mkdir()
+    (run_dir / SPACES_FOLDER).mkdir()
     for study in sweep.studies:
-        copied = run_dir / "search_spaces" / f"{study.method}.yaml"
+        copied = run_dir / SPACES_FOLDER / f"{study.method}.yaml"
         shutil.copyfile(study.space_file, copied)
         doc["methods"][study.method]["search_space"] = str(copied.relative_to(run_dir))
     (run_dir / RESOLVED_FILE).write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def run_sweep(sweep: Sweep, address: str | None = None, num_cpus: int | None = None) -> tuple[Path, list[StudyResult]]:
+def run_sweep(sweep: Sweep, address: str | None = None, num_cpus: int | None = None) -> tuple[RunFolder, list[StudyResult]]:
     """Start a new run of ``sweep``; returns its run folder and one result per method study."""
     uri = tracking.resolve_tracking_uri(sweep.tracking.uri)
     experiment_id = tracking.ensure_experiment(uri, sweep.tracking.experiment or sweep.name)  # before any folder
-    run_dir = new_run_dir(sweep)
-    write_resolved(sweep, run_dir)
+    folder = storage.new_run_folder(sweep.storage.path, sweep.name)
+    write_resolved(sweep, folder.local)
     state = SweepState(
         sweep=sweep.name,
         tracking_uri=uri,
@@ -554,44 +609,32 @@ def run_sweep(sweep: Sweep, address: str | None = None, num_cpus: int | None = N
         commit=tracking.git_commit(Path(sweep.file).parent),
         created=datetime.now().isoformat(timespec="seconds"),
     )
-    state.save(run_dir)
-    print(f"sweep {sweep.name}: run folder {run_dir}", flush=True)
+    state.save(folder.local)
+    folder.push()
+    print(f"sweep {sweep.name}: run folder {folder.location}", flush=True)
     if address is not None and uri.startswith("sqlite:"):
         print(f"warning: with --address, trials on other nodes write to {uri} on their own node unless that "
               "path is on a shared filesystem; a tracking server (tracking.uri: http://...) is the cluster "
               "set-up", flush=True)
-    return run_dir, _run_studies(sweep, run_dir, state, address, num_cpus, restore=False)
+    return folder, _run_studies(sweep, folder, state, address, num_cpus, restore=False)
 
 
 def resume_sweep(
-    run_dir: Path, address: str | None = None, num_cpus: int | None = None, retry_errored: bool = False
+    run: RunFolder | Path | str, address: str | None = None, num_cpus: int | None = None, retry_errored: bool = False
 ) -> tuple[Sweep, list[StudyResult]]:
     """Continue an interrupted sweep run: complete studies are kept, the others restored from
     Tune's experiment folder (unfinished trials continue from their checkpoints)."""
-    run_dir = Path(run_dir).resolve()
-    sweep = load_sweep(run_dir / RESOLVED_FILE)
-    state = SweepState.load(run_dir)
-    print(f"resuming sweep {sweep.name} from {run_dir}", flush=True)
-    return sweep, _run_studies(sweep, run_dir, state, address, num_cpus, restore=True, retry_errored=retry_errored)
+    folder = run if isinstance(run, RunFolder) else storage.open_run_folder(str(run))
+    sweep = load_sweep(folder.local / RESOLVED_FILE)
+    state = SweepState.load(folder.local)
+    print(f"resuming sweep {sweep.name} from {folder.location}", flush=True)
+    return sweep, _run_studies(sweep, folder, state, address, num_cpus, restore=True, retry_errored=retry_errored)
 
 
-def find_run_dir(name_or_path: str, storage: str | Path = "sweeplab_results") -> Path:
-    """A run folder (has sweep.yaml), or the newest run of a sweep folder or sweep name."""
-    candidates = [Path(name_or_path), Path(storage) / name_or_path]
-    def is_run(path: Path) -> bool:
-        return (path / RESOLVED_FILE).is_file() and (path / STATE_FILE).is_file()
-
-    for path in candidates:
-        if is_run(path):
-            return path
-        if path.is_dir():
-            runs = sorted(p for p in path.iterdir() if is_run(p))
-            if runs:
-                return runs[-1]
-    raise FileNotFoundError(
-        f"no sweep run found at {name_or_path!r} (looked for {RESOLVED_FILE} and {STATE_FILE} in "
-        + ", ".join(str(c) for c in candidates) + " and their newest sub-folder)"
-    )
+def find_run_dir(name_or_path: str, storage_path: str | Path = "sweeplab_results") -> Path:
+    """A run folder (has sweep.yaml), or the newest run of a sweep folder or sweep name (the local
+    copy of the driver's files for a run in an object store)."""
+    return storage.open_run_folder(str(name_or_path), str(storage_path)).local
 
 
 class ResourcesUnavailable(ValueError):
@@ -643,9 +686,9 @@ def exclusive(run_dir: Path) -> Iterator[None]:
         yield
 
 
-def _run_studies(sweep, run_dir, state, address, num_cpus, restore, retry_errored=False) -> list[StudyResult]:
+def _run_studies(sweep, folder: RunFolder, state, address, num_cpus, restore, retry_errored=False) -> list[StudyResult]:
     results = []
-    with exclusive(run_dir), ray_session(address, num_cpus, dashboard=distributed.is_distributed(sweep.resources)):
+    with exclusive(folder.local), ray_session(address, num_cpus, dashboard=distributed.is_distributed(sweep.resources)):
         check_resources(sweep, address_given=address is not None)
         for index, study in enumerate(sweep.studies):
             saved = state.studies.get(study.method, {})
@@ -653,7 +696,7 @@ def _run_studies(sweep, run_dir, state, address, num_cpus, restore, retry_errore
                 print(f"[{study.method}] complete already: not rerun", flush=True)
                 results.append(StudyResult(**saved["result"]))
                 continue
-            result = _run_study(sweep, study, index, run_dir, state, restore, retry_errored, address)
+            result = _run_study(sweep, study, index, folder, state, restore, retry_errored, address)
             results.append(result)
             if not result.complete:  # interrupted (Ctrl-C): the remaining studies wait for resume
                 waiting = [s.method for s in sweep.studies[index + 1:]]
@@ -663,17 +706,18 @@ def _run_studies(sweep, run_dir, state, address, num_cpus, restore, retry_errore
     return results
 
 
-def _study_tracking(sweep: Sweep, study: Study, state: SweepState, run_dir: Path) -> dict:
+def _study_tracking(sweep: Sweep, study: Study, state: SweepState, folder: RunFolder) -> dict:
     saved = state.studies.setdefault(study.method, {})
     dataset_name = sweep.dataset["name"]
     tags = tracking.base_tags(sweep.name, study.method, dataset_name, state.commit)
-    tags["sweeplab.run_dir"] = str(run_dir)
+    tags["sweeplab.run_dir"] = folder.location
     parent = tracking.start_study_run(
-        state.tracking_uri, state.experiment_id, study.method, tags, run_dir / RESOLVED_FILE,
+        state.tracking_uri, state.experiment_id, study.method, tags, folder.local / RESOLVED_FILE,
         run_id=saved.get("parent_run_id"),
     )
     saved["parent_run_id"] = parent
-    state.save(run_dir)
+    state.save(folder.local)
+    upload(folder, STATE_FILE)
     return {"uri": state.tracking_uri, "experiment_id": state.experiment_id, "parent_run_id": parent, "tags": tags}
 
 
@@ -692,18 +736,18 @@ def _concurrent_trials(sweep: Sweep, study: Study, address: str | None) -> int:
     return min(wanted, fits)
 
 
-def _run_study(sweep, study, index, run_dir, state, restore, retry_errored, address=None) -> StudyResult:
-    track = _study_tracking(sweep, study, state, run_dir)
+def _run_study(sweep, study, index, folder: RunFolder, state, restore, retry_errored, address=None) -> StudyResult:
+    track = _study_tracking(sweep, study, state, folder)
     metric, mode = _primary(study.metric), _primary(study.mode)
     epochs_param = study.space.get("epochs")
     max_t = int(upper_bound(epochs_param)) if epochs_param else engine.planned_epochs({engine.CONTEXT_KEY: {"method": study.method}})
     trainable = tune.with_resources(run_trial, distributed.trial_resources(sweep.resources))
-    exp_dir = run_dir / study.method
+    exp_dir = folder.tune_path(study.method)
 
-    if restore and tune.Tuner.can_restore(str(exp_dir)):
+    if restore and tune.Tuner.can_restore(exp_dir):
         print(f"[{study.method}] restoring from {exp_dir}", flush=True)
         tuner = tune.Tuner.restore(
-            str(exp_dir), trainable=trainable, resume_unfinished=True,
+            exp_dir, trainable=trainable, resume_unfinished=True,
             resume_errored=retry_errored, restart_errored=False,
         )
     else:
@@ -720,8 +764,9 @@ def _run_study(sweep, study, index, run_dir, state, restore, retry_errored, addr
             "tracking": track,
         }
         if distributed.is_distributed(sweep.resources):  # per-worker cpus/gpus (threads, gpus above)
-            context["distributed"] = distributed.trial_context(sweep.resources, run_dir, sweep.checkpoint.keep)
-        searcher = make_searcher(study, sweep, run_dir, index) if to_optuna(study.space) else None
+            context["distributed"] = distributed.trial_context(
+                sweep.resources, folder.tune_path(distributed.TRAIN_FOLDER), sweep.checkpoint.keep)
+        searcher = make_searcher(study, sweep, folder, index) if to_optuna(study.space) else None
         if searcher is not None and restore:  # killed before Tune saved anything: drop what it asked
             searcher.sync_with_storage()
         searched = f"{sweep.search.sampler} sampler" if searcher is not None else "nothing searched (all fixed)"
@@ -743,12 +788,16 @@ def _run_study(sweep, study, index, run_dir, state, restore, retry_errored, addr
             ),
             run_config=tune.RunConfig(
                 name=study.method,
-                storage_path=str(run_dir),
+                storage_path=folder.tune_path(),
+                # how often Tune uploads its experiment state to an object store (a folder is written
+                # directly): what a driver killed without warning loses at most
+                sync_config=tune.SyncConfig(sync_period=sweep.storage.sync_period),
                 failure_config=tune.FailureConfig(max_failures=sweep.failure.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=sweep.checkpoint.keep),
                 callbacks=[
                     ProgressPrinter(study.method, metric, study.num_samples, max_t),
                     TrialEndRecorder(track, study.method),
+                    *([DriverFilesUploader(folder.location, sweep.storage.sync_period)] if folder.remote else []),
                 ],
                 verbose=0,
             ),
@@ -760,7 +809,9 @@ def _run_study(sweep, study, index, run_dir, state, restore, retry_errored, addr
                                  status="failed", error=f"the sweep's driver failed: {type(exc).__name__}: {exc}")
         tracking.finish_study_run(track["uri"], track["parent_run_id"], None, complete=False)
         raise
-    analysis = tune.ExperimentAnalysis(str(exp_dir))
+    finally:
+        upload(folder, JOURNAL_FILE, STATE_FILE)
+    analysis = tune.ExperimentAnalysis(exp_dir)
     result = summarize(analysis, study, track["parent_run_id"], track)
     if restore:
         trial_ids = {t.trial_id for t in analysis.trials}
@@ -768,7 +819,8 @@ def _run_study(sweep, study, index, run_dir, state, restore, retry_errored, addr
             print(f"[{study.method}] trial {lost} was lost when the sweep was interrupted (recorded as lost)")
     tracking.finish_study_run(track["uri"], track["parent_run_id"], result.best, result.complete)
     state.studies[study.method].update({"complete": result.complete, "result": result.as_dict()})
-    state.save(run_dir)
+    state.save(folder.local)
+    upload(folder, JOURNAL_FILE, STATE_FILE)
     return result
 
 

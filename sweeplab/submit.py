@@ -8,6 +8,8 @@ working directory, and the staged folder is removed again once the upload is don
 run folder on the cluster keeps the resolved file as ``sweep.yaml``, and MLflow's parent
 runs keep it as an artifact). On the cluster the job's driver, on the head node, runs
 ``python -m sweeplab.cli run .sweeplab/submit/<id>/sweep.yaml --address auto``.
+``submit --resume RUN`` queues ``sweeplab resume RUN --address auto`` the same way (the run
+must be where the cluster sees it: a shared filesystem or an object store).
 
 Ray honours the checkout's ``.gitignore`` when it uploads a working directory; ``EXCLUDES``
 adds what must never travel even where it is not ignored (environments, stores, results,
@@ -203,10 +205,8 @@ def _quiet_upload_logs() -> None:
         logging.getLogger(name).setLevel(level)
 
 
-def submit(sweep: Sweep, address: str | None, queue: bool = True, out=sys.stdout) -> Submitted:
-    from sweeplab.tracking import git_commit
-
-    root = source_root()
+def _open_queue(address: str | None, queue: bool):
+    """The cluster's client, its address, and its sweep slots (refused when a queued job would wait forever)."""
     client = connect(address)
     url = client.get_address()
     slots = check_slots(url) if queue else 0.0
@@ -214,37 +214,33 @@ def submit(sweep: Sweep, address: str | None, queue: bool = True, out=sys.stdout
         raise SubmitError(f"the cluster at {url} advertises no '{SLOT}' resource, so the sweep would wait forever: "
                           f"start the head node with --resources '{{\"{SLOT}\": 1}}' (one sweep at a time; N for "
                           "N at once), or submit with --no-queue")
-    uri = sweep.document["tracking"]["uri"]
-    if uri.startswith("sqlite:"):
-        print(f"warning: tracking.uri is {uri}: the job writes there on the head node and each trial on its "
-              "own node unless that path is on a shared filesystem; use a tracking server "
-              "(tracking.uri: http://HOST:5000)", file=sys.stderr)
-    print(f"storage: {sweep.storage.path} (must be the same place on every node: a shared filesystem)", file=out)
-    commit = git_commit(root)
-    sid = submission_id(sweep.name)
+    return client, url, slots
+
+
+def _free_id(client, base: str) -> str:
+    sid = submission_id(base)
     for attempt in range(2, 100):
         if not _exists(client, sid):
             break
-        sid = f"{submission_id(sweep.name)}-{attempt}"
-    sweep_file = stage(sweep, root, sid)
+        sid = f"{submission_id(base)}-{attempt}"
+    return sid
+
+
+def _send(client, url: str, request: dict, root: Path, out) -> None:
     _quiet_upload_logs()
     print(f"uploading {root} as the job's working directory (less what .gitignore names, environments, "
           "stores, results and /data)", file=out)
     try:
-        client.submit_job(**job_request(sweep, sid, sweep_file, root, commit, queue=queue))
+        client.submit_job(**request)
     except RuntimeError as exc:  # the SDK's "Request failed with status code 500: ..."
         text = str(exc).strip().splitlines()[0]
         hint = ("\n(the head node's dashboard agent is not up: is its port, 52365 unless "
                 "--dashboard-agent-listen-port says otherwise, taken by another process?)"
                 if "No available agent" in text else "")
         raise SubmitError(f"the cluster at {url} did not take the job: {text}{hint}") from None
-    finally:
-        shutil.rmtree(root / STAGE_DIR / sid, ignore_errors=True)  # uploaded (or failed): not needed here
-        for empty in (root / STAGE_DIR, root / STAGE_DIR.parent):
-            try:
-                empty.rmdir()
-            except OSError:  # not empty (another submission under way) or gone
-                break
+
+
+def _report(client, url: str, sid: str, what: str, address: str | None, queue: bool, slots: float, out) -> Submitted:
     status = str(client.get_job_status(sid).value)
     where = "" if address is None else f" --address {url}"
     queued = ""
@@ -252,11 +248,114 @@ def submit(sweep: Sweep, address: str | None, queue: bool = True, out=sys.stdout
         ahead = len(sweeps_ahead(client, sid))
         if ahead >= slots:
             queued = f", waiting for a free sweep_slot: {ahead} sweep(s) ahead, {slots:g} slot(s)"
-    print(f"submitted sweep {sweep.name} as {sid} to {url} ({status}{queued})", file=out)
+    print(f"submitted {what} as {sid} to {url} ({status}{queued})", file=out)
     print(f"  follow:  sweeplab logs {sid} --follow{where}", file=out)
     print(f"  status:  sweeplab jobs{where}", file=out)
     print(f"  stop:    sweeplab stop {sid}{where}   (the sweep can be resumed)", file=out)
     return Submitted(sid, url, status)
+
+
+def submit(sweep: Sweep, address: str | None, queue: bool = True, out=sys.stdout) -> Submitted:
+    from sweeplab.tracking import git_commit
+
+    root = source_root()
+    client, url, slots = _open_queue(address, queue)
+    uri = sweep.document["tracking"]["uri"]
+    if uri.startswith("sqlite:"):
+        print(f"warning: tracking.uri is {uri}: the job writes there on the head node and each trial on its "
+              "own node unless that path is on a shared filesystem; use a tracking server "
+              "(tracking.uri: http://HOST:5000)", file=sys.stderr)
+    where = ("an object store: every node reaches it (give the nodes its credentials)" if "://" in sweep.storage.path
+             else "must be the same place on every node: a shared filesystem")
+    print(f"storage: {sweep.storage.path} ({where})", file=out)
+    commit = git_commit(root)
+    sid = _free_id(client, sweep.name)
+    sweep_file = stage(sweep, root, sid)
+    try:
+        _send(client, url, job_request(sweep, sid, sweep_file, root, commit, queue=queue), root, out)
+    finally:
+        shutil.rmtree(root / STAGE_DIR / sid, ignore_errors=True)  # uploaded (or failed): not needed here
+        for empty in (root / STAGE_DIR, root / STAGE_DIR.parent):
+            try:
+                empty.rmdir()
+            except OSError:  # not empty (another submission under way) or gone
+                break
+    return _report(client, url, sid, f"sweep {sweep.name}", address, queue, slots, out)
+
+
+def describe_run(target: str, out=sys.stdout) -> tuple[str, str]:
+    """(location, sweep name) of the sweep run a resume job continues. The run is read here when
+    this machine sees it (a shared filesystem mounted here too, or the object store), so a wrong
+    path or a finished run is refused before anything is sent; a folder only the cluster sees is
+    taken as given (absolute), and the job says if it is not there."""
+    from sweeplab import storage
+    from sweeplab.runner import SweepState
+
+    try:
+        folder = storage.open_run_folder(target)
+    except storage.StorageUnreachable as exc:
+        raise SubmitError(f"{exc}\n(submit --resume reads the run's state from here first: give this machine "
+                          "the object store's credentials)") from None
+    except FileNotFoundError as exc:
+        if storage.is_uri(target):
+            raise SubmitError(str(exc)) from None
+        path = Path(target)
+        if not path.is_absolute():
+            raise SubmitError(f"{exc}\n(for a run only the cluster sees, give its absolute path there)") from None
+        print(f"note: {target} is not visible from this machine; the job looks for it on the cluster", file=out)
+        return str(path), path.parent.name
+    state = SweepState.load(folder.local)
+    if all(state.studies.get(method, {}).get("complete") for method in sweep_methods(folder)):
+        raise SubmitError(f"{folder.location}: every study of sweep {state.sweep} is complete; nothing to resume")
+    return folder.location, state.sweep
+
+
+def sweep_methods(folder) -> list[str]:
+    """The method studies of a run, from its resolved sweep file."""
+    from sweeplab.storage import RESOLVED_FILE
+
+    doc = yaml.safe_load((folder.local / RESOLVED_FILE).read_text())
+    return list(doc.get("methods", {}))
+
+
+def resume_request(location: str, name: str, sid: str, root: Path, commit: str | None, queue: bool = True,
+                   retry_errored: bool = False) -> dict[str, Any]:
+    """The arguments of ``JobSubmissionClient.submit_job`` for resuming the run at ``location``."""
+    import shlex
+
+    flags = " --retry-errored" if retry_errored else ""
+    request = {
+        "submission_id": sid,
+        "entrypoint": f"python -m sweeplab.cli resume {shlex.quote(location)} --address auto{flags}",
+        "runtime_env": {"working_dir": str(root), "excludes": list(EXCLUDES), "env_vars": {
+            **JOB_ENV, **({"SWEEPLAB_GIT_COMMIT": commit} if commit else {})}},
+        "metadata": {
+            "sweep": name,
+            "profile": "",
+            "commit": commit or "",
+            "resume": location,
+            "submitted_by": SUBMITTED_BY,
+            SLOT: "1" if queue else "0",
+        },
+    }
+    if queue:
+        request["entrypoint_resources"] = {SLOT: 1}
+    return request
+
+
+def submit_resume(target: str, address: str | None, queue: bool = True, retry_errored: bool = False,
+                  out=sys.stdout) -> Submitted:
+    """Continue an interrupted sweep run on the cluster (``sweeplab resume`` as a queued job). The
+    run continues with the code of this checkout, as ``sweeplab resume`` would here."""
+    from sweeplab.tracking import git_commit
+
+    root = source_root()
+    location, name = describe_run(target, out)
+    client, url, slots = _open_queue(address, queue)
+    commit = git_commit(root)
+    sid = _free_id(client, f"{name}-resume")
+    _send(client, url, resume_request(location, name, sid, root, commit, queue, retry_errored), root, out)
+    return _report(client, url, sid, f"the resume of {location}", address, queue, slots, out)
 
 
 def sweeps_ahead(client, sid: str) -> list:

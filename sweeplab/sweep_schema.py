@@ -134,14 +134,19 @@ class TrackingSpec(_Section):
 
 
 class StorageSpec(_Section):
+    # a folder (local, or a shared filesystem on a cluster) or an object-store URI (s3://bucket/prefix, ...)
     path: str = Field("sweeplab_results", min_length=1)
+    # seconds between uploads of Tune's experiment state and the Optuna journal to an object store
+    sync_period: int = Field(60, ge=1)
 
     @field_validator("path")
     @classmethod
-    def _local_or_shared_folder(cls, value: str) -> str:
-        if "://" in value:
-            raise ValueError(f"{value!r}: object-store URIs are not supported yet; allowed: a local folder or "
-                             "a shared filesystem (NFS) path")
+    def _folder_or_object_store(cls, value: str) -> str:
+        from sweeplab.storage import check_storage_uri, is_uri
+
+        problem = check_storage_uri(value) if is_uri(value) else ""
+        if problem:
+            raise ValueError(problem)
         return value
 
 

@@ -2,7 +2,8 @@
 
 Trials log to MLflow as they run; when the tracking server was unreachable for
 longer than a trial's retries, epochs are missing there. Tune keeps every result
-of every trial in ``<run folder>/<method>/<trial>/result.json``; this module
+of every trial in ``<run folder>/<method>/<trial>/result.json`` (a folder or an
+object store, read through pyarrow); this module
 replays them into the trials' MLflow runs. It is idempotent: a run is found by its
 trial id, and only the epochs MLflow does not have yet are logged.
 """
@@ -13,7 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeplab import engine, tracking
+from sweeplab import engine, storage, tracking
+from sweeplab.storage import RunFolder
 
 
 @dataclass
@@ -24,13 +26,18 @@ class SyncReport:
     statuses_set: int = 0
 
 
-def trial_results(trial_dir: Path) -> list[dict]:
-    """Every result a trial reported, in order (one JSON object per line of result.json)."""
-    path = trial_dir / "result.json"
-    if not path.is_file():
+def trial_results(fs, trial_path: str) -> list[dict]:
+    """Every result a trial reported, in order (one JSON object per line of result.json on the
+    pyarrow filesystem ``fs``)."""
+    import pyarrow.fs
+
+    path = f"{trial_path}/result.json"
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
         return []
+    with fs.open_input_stream(path) as stream:
+        text = stream.read().decode()
     rows = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if line:
             try:
@@ -53,24 +60,27 @@ def outcome(status: str, last: dict, config: dict) -> str | None:
     return "pruned" if stopped_early(last, engine.planned_epochs(config)) else "finished"
 
 
-def sync_run(run_dir: Path) -> SyncReport:
-    """Bring the MLflow runs of a sweep run up to date with Tune's results."""
+def sync_run(run: RunFolder | Path) -> SyncReport:
+    """Bring the MLflow runs of a sweep run (a folder, or an object-store run's ``RunFolder``)
+    up to date with Tune's results."""
+    import pyarrow.fs
     from ray import tune
 
     from sweeplab.runner import SweepState, trial_params
 
-    state = SweepState.load(run_dir)
+    folder = run if isinstance(run, RunFolder) else RunFolder.at(str(Path(run).resolve()))
+    state = SweepState.load(folder.local)
+    fs, base = storage.filesystem(folder.location)
     c = tracking.client(state.tracking_uri)
     report = SyncReport()
     for method, saved in state.studies.items():
-        exp_dir = run_dir / method
         parent = saved.get("parent_run_id")
-        if parent is None or not exp_dir.is_dir():
+        if parent is None or fs.get_file_info(f"{base}/{method}").type != pyarrow.fs.FileType.Directory:
             continue
         tags = tracking.base_tags(state.sweep, method, "", state.commit)
-        for trial in tune.ExperimentAnalysis(str(exp_dir)).trials:
+        for trial in tune.ExperimentAnalysis(folder.tune_path(method)).trials:
             report.trials += 1
-            rows = trial_results(Path(trial.path))
+            rows = trial_results(fs, trial.path)
             run = tracking.find_trial_run(state.tracking_uri, state.experiment_id, parent, trial.trial_id)
             if run is None:
                 run_id = c.create_run(state.experiment_id, tags={

@@ -38,6 +38,8 @@ RUN_STATUS = {"finished": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", 
 TAG_TRIAL_ID = "sweeplab.trial_id"
 TAG_STATUS = "sweeplab.status"
 TAG_ERROR = "sweeplab.error"
+TAG_NODE = "sweeplab.node_id"  # the Ray node a trial (its rank 0) last ran on
+TAG_HOST = "sweeplab.host"
 MAX_TAG_CHARS = 5000
 PARAM_MAX_CHARS = 6000
 
@@ -243,6 +245,7 @@ class MlflowTrialTracker:
         run_name: str,
         tags: Mapping[str, str],
         extra_params: Mapping[str, Any] | None = None,
+        where: Mapping[str, str] | None = None,
     ):
         self.uri = uri
         self.experiment_id = experiment_id
@@ -251,6 +254,7 @@ class MlflowTrialTracker:
         self.run_name = run_name
         self.tags = dict(tags)
         self.extra_params = dict(extra_params or {})
+        self.where = dict(where or {})  # node and host tags: set again when a trial continues elsewhere
         self.run_id: str | None = None
         self._params: dict[str, str] = {}
         self._pending: list = []  # metric batches not logged yet, oldest first
@@ -275,7 +279,8 @@ class MlflowTrialTracker:
             found = find_trial_run(self.uri, self.experiment_id, self.parent_run_id, self.trial_id)
             if found is not None:  # a resumed, retried or restored trial continues its run
                 self._client.update_run(found.info.run_id, status="RUNNING")
-                self._client.set_tag(found.info.run_id, TAG_STATUS, "running")
+                self._client.log_batch(found.info.run_id, tags=[
+                    _tag(k, v) for k, v in {**self.where, TAG_STATUS: "running"}.items()])
                 logged = self._client.get_metric_history(found.info.run_id, "epoch")
                 self._logged_through = max((m.step for m in logged), default=0)
                 return found.info.run_id, set(found.data.params)
@@ -283,6 +288,7 @@ class MlflowTrialTracker:
                 self.experiment_id,
                 tags={
                     **self.tags,
+                    **self.where,
                     "mlflow.parentRunId": self.parent_run_id,
                     "mlflow.runName": self.run_name,
                     TAG_TRIAL_ID: self.trial_id,

@@ -52,6 +52,43 @@ def test_jobs_commands_say_which_address_is_missing_or_unreachable(tmp_path):
     assert done.returncode == 2 and "cannot reach the Ray Jobs API at http://127.0.0.1:9" in done.stderr
 
 
+def a_run(folder: Path, complete: bool) -> Path:
+    """A sweep run's driver files, as runner writes them (one ce study)."""
+    run = folder / "sweeplab_results" / "held" / "20261126-000000"
+    run.mkdir(parents=True)
+    (run / "sweep.yaml").write_text(yaml.safe_dump({"name": "held", "methods": {"ce": {"num_samples": 2}}}))
+    (run / "state.json").write_text(json.dumps({
+        "sweep": "held", "tracking_uri": "sqlite:///x.db", "experiment_id": "1", "commit": None, "created": "",
+        "studies": {"ce": {"parent_run_id": "p", "complete": complete}}}))
+    return run
+
+
+def test_submit_resume_refuses_what_cannot_be_resumed_before_contacting_any_cluster(tmp_path):
+    nowhere = ["--address", "http://127.0.0.1:9"]
+    done = run_cli("submit", "--resume", a_run(tmp_path, complete=True), *nowhere, cwd=tmp_path)
+    assert done.returncode == 2 and "every study of sweep held is complete; nothing to resume" in done.stderr
+    done = run_cli("submit", "--resume", "no/such/run", *nowhere, cwd=tmp_path)
+    assert done.returncode == 2 and "no sweep run found at 'no/such/run'" in done.stderr
+    assert "give its absolute path there" in done.stderr
+    for args in (["sweeps/x.yaml", "--resume", "r"], [], ["--resume", "r", "--set", "seed=1"], ["x.yaml", "--retry-errored"]):
+        done = run_cli("submit", *args, *nowhere, cwd=tmp_path)
+        assert done.returncode == 2 and "sweeplab submit" in done.stderr, args
+    assert not any("cannot reach" in line for line in done.stderr.splitlines())
+
+
+def test_a_resume_job_runs_sweeplab_resume_on_the_run_it_was_given(tmp_path):
+    run = a_run(tmp_path, complete=False)
+    location, name = submit.describe_run(str(run))
+    assert (location, name) == (str(run.resolve()), "held")
+    uri = "s3://bucket/sweeps/held/20261126-000000?endpoint_override=10.0.0.5:9000&scheme=http"
+    request = submit.resume_request(uri, "held", "held-resume-1", REPO, "abc", retry_errored=True)
+    assert request["entrypoint"] == f"python -m sweeplab.cli resume '{uri}' --address auto --retry-errored"
+    assert request["entrypoint_resources"] == {"sweep_slot": 1}
+    assert request["metadata"]["resume"] == uri and request["metadata"]["sweep"] == "held"
+    # a folder only the cluster sees is taken as given
+    assert submit.describe_run("/cluster/shared/held/20261126-000000") == ("/cluster/shared/held/20261126-000000", "held")
+
+
 def test_the_job_runs_the_resolved_sweep_with_its_search_spaces(tmp_path):
     space = tmp_path / "elsewhere" / "my_space.yaml"  # a search space outside the checkout travels too
     space.parent.mkdir()
@@ -98,7 +135,7 @@ def job(cluster, sid: str) -> dict:
 
 
 def submitted_id(stdout: str) -> str:
-    match = re.search(r"submitted sweep \S+ as (\S+) to", stdout)
+    match = re.search(r"submitted .+ as (\S+) to http", stdout)
     assert match, stdout
     return match.group(1)
 
@@ -188,6 +225,8 @@ def test_a_submitted_sweep_spans_both_nodes_and_records_every_trial(cluster, tmp
         assert run.data.tags["sweeplab.status"] == "finished" and run.info.status == "FINISHED"
         assert [m.step for m in c.get_metric_history(run.info.run_id, "val/acc")] == [1, 2]
         assert "summary.json" in [a.path for a in c.list_artifacts(run.info.run_id)]
+    nodes, head = cluster_nodes(cluster)
+    assert {run.data.tags["sweeplab.node_id"] for run in children} <= set(nodes)  # each run names its node
 
     # the two concurrent trials got a trial actor on each node (one CPU each), and every trial ran in one
     # of them. Which actor runs how many trials is timing: Tune (reuse_actors) gives a trial whose actor
@@ -196,7 +235,6 @@ def test_a_submitted_sweep_spans_both_nodes_and_records_every_trial(cluster, tmp
     results = [json.loads(p.read_text().splitlines()[0]) for p in storage.glob("*/*/ce/*/result.json")]
     assert len(results) == 4
     node_of_pid = trial_nodes(cluster, info["job_id"])
-    nodes, head = cluster_nodes(cluster)
     assert set(node_of_pid.values()) == set(nodes), (node_of_pid, nodes)
     assert {r["pid"] for r in results} <= set(node_of_pid)
     assert info["driver_node_id"] == head  # the sweep's driver ran on the head (it holds the slot)
@@ -241,7 +279,7 @@ def test_sweeps_queue_for_the_one_sweep_slot_in_submission_order(cluster, tmp_pa
 
 @pytest.mark.cluster
 @pytest.mark.integration
-def test_trials_run_on_both_nodes_and_stop_interrupts_like_ctrl_c(cluster, tmp_path):
+def test_trials_run_on_both_nodes_stop_interrupts_like_ctrl_c_and_a_resume_job_finishes_the_sweep(cluster, tmp_path):
     env = cluster.client_env()
     storage = tmp_path / "shared"
     path = write_sweep(tmp_path, "stopped", num_samples=4, epochs=30, scheduler={"name": "fifo"},
@@ -268,3 +306,24 @@ def test_trials_run_on_both_nodes_and_stop_interrupts_like_ctrl_c(cluster, tmp_p
     assert [p.info.status for p in parents] == ["KILLED"]  # closed as interrupted, to be resumed
     again = run_cli("stop", sid, "--address", cluster.dashboard_url, env=env, cwd=tmp_path)
     assert again.returncode == 0 and "is not running (STOPPED)" in again.stdout
+
+    # continue it on the cluster, as a queued job: the same run folder, every trial once, all epochs
+    (run_folder,) = storage.glob("stopped/*")
+    done = run_cli("submit", "--resume", run_folder, "--address", cluster.dashboard_url, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rid = submitted_id(done.stdout)
+    assert rid.startswith("stopped-resume-") and f"the resume of {run_folder}" in done.stdout
+    info = wait_for(cluster, rid)
+    logs = run_cli("logs", rid, "--address", cluster.dashboard_url, env=env, cwd=tmp_path).stdout
+    assert info["status"] == "SUCCEEDED", logs[-5000:]
+    assert f"resuming sweep stopped from {run_folder}" in logs and "restoring from" in logs
+    assert info["metadata"]["resume"] == str(run_folder)
+    c, parents, children = runs_of(cluster.mlflow_uri, "stopped")
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    kept = [r for r in children if r.data.tags["sweeplab.status"] != "lost"]
+    assert len(kept) == 4 and len({r.data.tags["sweeplab.trial_id"] for r in kept}) == 4
+    for run in kept:
+        assert run.data.tags["sweeplab.status"] == "finished"
+        assert [m.step for m in c.get_metric_history(run.info.run_id, "val/acc")] == list(range(1, 31))
+    # the MLflow runs say where each trial (last) ran: both nodes
+    assert {r.data.tags["sweeplab.node_id"] for r in kept} == set(nodes)

@@ -347,7 +347,8 @@ def test_a_two_worker_trial_trains_with_ray_train_and_is_logged_once(workdir, ca
                        resources={"workers": 2, "cpus_per_worker": 1},
                        methods={"ce": {"num_samples": 1, "overrides": {"epochs": 2, "batch_size": 64}}})
     started = time.monotonic()
-    run_dir, (result,) = runner.run_sweep(load_sweep(path), num_cpus=2)
+    folder, (result,) = runner.run_sweep(load_sweep(path), num_cpus=2)
+    run_dir = folder.local
     elapsed = time.monotonic() - started
     assert result.complete and result.finished == 1 and result.failed == 0
 

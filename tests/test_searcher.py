@@ -1,5 +1,7 @@
 """The Optuna searcher: early-stopped trials are pruned, not complete; the study is stored."""
 
+import shutil
+
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
@@ -9,6 +11,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeplab.runner import PrunedAwareOptunaSearch, make_sampler, stopped_early
+from sweeplab.storage import JOURNAL_FILE, RunFolder
 
 SPACE = {"lr": FloatDistribution(1e-3, 1e-1, log=True)}
 
@@ -20,6 +23,7 @@ def storage(path):
 def searcher(path, cls=PrunedAwareOptunaSearch, **kw):
     if cls is PrunedAwareOptunaSearch:
         kw.setdefault("fixed_epochs", 4)
+        kw.setdefault("run_location", str(path.parent))
     return cls(space=SPACE, metric="val/acc", mode="max", sampler=optuna.samplers.RandomSampler(seed=0),
                study_name="s", storage=storage(path), **kw)
 
@@ -37,16 +41,16 @@ def states(path):
 
 def test_stock_optuna_search_tells_a_stopped_trial_complete(tmp_path):
     """The defect we work around: documents what stock Ray does (if Ray fixes it, this fails)."""
-    s = searcher(tmp_path / "j", cls=OptunaSearch)
+    s = searcher(tmp_path / JOURNAL_FILE, cls=OptunaSearch)
     run_trial(s, "a", [0.5, 0.6])  # stopped by the scheduler after 2 of 4 epochs
-    assert states(tmp_path / "j") == [(TrialState.COMPLETE, 0.6)]
+    assert states(tmp_path / JOURNAL_FILE) == [(TrialState.COMPLETE, 0.6)]
 
 
 def test_early_stopped_trial_is_pruned_with_all_its_values(tmp_path):
-    s = searcher(tmp_path / "j")
+    s = searcher(tmp_path / JOURNAL_FILE)
     run_trial(s, "stopped", [0.5, 0.6])
     run_trial(s, "full", [0.5, 0.6, 0.7, 0.8])
-    study = optuna.load_study(study_name="s", storage=storage(tmp_path / "j"))
+    study = optuna.load_study(study_name="s", storage=storage(tmp_path / JOURNAL_FILE))
     stopped, full = study.trials
     assert stopped.state == TrialState.PRUNED
     assert stopped.intermediate_values == {1: 0.5, 2: 0.6}  # the last one too
@@ -55,24 +59,24 @@ def test_early_stopped_trial_is_pruned_with_all_its_values(tmp_path):
 
 
 def test_diverged_trial_is_pruned(tmp_path):
-    s = searcher(tmp_path / "j")
+    s = searcher(tmp_path / JOURNAL_FILE)
     s.suggest("d")
     s.on_trial_complete("d", {"val/acc": float("-inf"), "epoch": 4, "diverged": 1.0})
-    assert states(tmp_path / "j")[0][0] == TrialState.PRUNED
+    assert states(tmp_path / JOURNAL_FILE)[0][0] == TrialState.PRUNED
 
 
 def test_searched_epochs_decide_what_stopped_early_means(tmp_path):
     s = PrunedAwareOptunaSearch(
         space={"epochs": optuna.distributions.IntDistribution(2, 2)}, metric="val/acc", mode="max",
-        sampler=optuna.samplers.RandomSampler(seed=0), study_name="s", storage=storage(tmp_path / "j"),
-        fixed_epochs=10,
+        sampler=optuna.samplers.RandomSampler(seed=0), study_name="s", storage=storage(tmp_path / JOURNAL_FILE),
+        fixed_epochs=10, run_location=str(tmp_path),
     )
     run_trial(s, "a", [0.5, 0.6])  # 2 of its 2 epochs: complete although the default is 10
-    assert states(tmp_path / "j") == [(TrialState.COMPLETE, 0.6)]
+    assert states(tmp_path / JOURNAL_FILE) == [(TrialState.COMPLETE, 0.6)]
 
 
 def test_study_lives_in_storage_and_a_restored_searcher_matches_it(tmp_path):
-    s = searcher(tmp_path / "j")
+    s = searcher(tmp_path / JOURNAL_FILE)
     run_trial(s, "done", [0.5, 0.6, 0.7, 0.8])
     s.suggest("in_flight")
     s.suggest("finishes_after_save")
@@ -80,16 +84,60 @@ def test_study_lives_in_storage_and_a_restored_searcher_matches_it(tmp_path):
     s.on_trial_complete("finishes_after_save", {"val/acc": 0.4, "epoch": 4})
     s.suggest("asked_after_save")  # the driver is killed now: this trial is in storage only
 
-    restored = searcher(tmp_path / "j")
+    restored = searcher(tmp_path / JOURNAL_FILE)
     restored.restore(str(tmp_path / "searcher.pkl"))
-    by_state = [t.state for t in optuna.load_study(study_name="s", storage=storage(tmp_path / "j")).trials]
+    by_state = [t.state for t in optuna.load_study(study_name="s", storage=storage(tmp_path / JOURNAL_FILE)).trials]
     assert by_state == [TrialState.COMPLETE, TrialState.RUNNING, TrialState.COMPLETE, TrialState.FAIL]
     restored.on_trial_complete("in_flight", {"val/acc": 0.9, "epoch": 4})
-    assert states(tmp_path / "j")[1] == (TrialState.COMPLETE, 0.9)
+    assert states(tmp_path / JOURNAL_FILE)[1] == (TrialState.COMPLETE, 0.9)
     # Tune reruns the tail of a trial the storage had finished: its results change nothing
     restored.on_trial_result("finishes_after_save", {"val/acc": 0.5, "training_iteration": 3, "epoch": 3})
     restored.on_trial_complete("finishes_after_save", {"val/acc": 0.5, "epoch": 4})
-    assert states(tmp_path / "j")[2] == (TrialState.COMPLETE, 0.4)
+    assert states(tmp_path / JOURNAL_FILE)[2] == (TrialState.COMPLETE, 0.4)
+
+
+def test_a_searcher_restored_elsewhere_opens_that_copy_of_the_journal(tmp_path, monkeypatch):
+    """An object-store run is resumed from a local copy of its journal, maybe on another machine:
+    the restored searcher writes to that machine's copy, not to the journal the pickle names."""
+    run = "s3://bucket/sweeps/demo/20261126-000000"
+    monkeypatch.setenv("SWEEPLAB_CACHE", str(tmp_path / "machine_a"))
+    first = RunFolder.at(run).local / JOURNAL_FILE
+    first.parent.mkdir(parents=True)
+    s = searcher(first, run_location=run)
+    s.suggest("running")
+    s.save(str(tmp_path / "searcher.pkl"))
+
+    monkeypatch.setenv("SWEEPLAB_CACHE", str(tmp_path / "machine_b"))
+    second = RunFolder.at(run).local / JOURNAL_FILE
+    assert second != first
+    second.parent.mkdir(parents=True)
+    shutil.copy(first, second)  # what `sweeplab resume` downloads
+    restored = searcher(second, run_location=run)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.on_trial_complete("running", {"val/acc": 0.7, "epoch": 4})
+    assert states(second) == [(TrialState.COMPLETE, 0.7)]
+    assert states(first) == [(TrialState.RUNNING, None)]
+
+
+def test_a_journal_older_than_the_searcher_drops_the_trials_it_lacks(tmp_path, caplog):
+    """The journal was uploaded before the searcher's snapshot: a trial asked in between is not in
+    it. It is left out of the study (with a warning); the others carry on."""
+    s = searcher(tmp_path / JOURNAL_FILE)
+    s.suggest("old")
+    stale = (tmp_path / JOURNAL_FILE).read_bytes()  # the last upload
+    s.suggest("new")
+    s.save(str(tmp_path / "searcher.pkl"))
+    (tmp_path / JOURNAL_FILE).write_bytes(stale)
+
+    restored = searcher(tmp_path / JOURNAL_FILE)
+    with caplog.at_level("WARNING"):
+        restored.restore(str(tmp_path / "searcher.pkl"))
+    assert "trial new is not in" in caplog.text
+    restored.on_trial_result("new", {"val/acc": 0.1, "training_iteration": 1, "epoch": 1})
+    restored.on_trial_complete("new", {"val/acc": 0.2, "epoch": 4})
+    restored.on_trial_complete("old", {"val/acc": 0.6, "epoch": 4})
+    restored.suggest("later")
+    assert states(tmp_path / JOURNAL_FILE) == [(TrialState.COMPLETE, 0.6), (TrialState.RUNNING, None)]
 
 
 @pytest.mark.parametrize("name", ["tpe", "random", "cmaes", "gp", "nsga2"])

@@ -318,7 +318,7 @@ def test_engine_hyperparameters_out_of_range(tmp_path, entry, fragment):
 @pytest.mark.parametrize("section, fragment", [
     ({"tracking": {"uri": "mlruns"}}, "tracking.uri"),
     ({"tracking": {"uri": "file:///tmp/mlruns"}}, "tracking.uri"),
-    ({"storage": {"path": "s3://bucket/sweeps"}}, "storage.path"),
+    ({"storage": {"path": "ftp://host/sweeps"}}, "storage.path"),
     ({"seed": 10**14}, "seed"),
 ])
 def test_run_time_failures_are_caught_by_validation(tmp_path, section, fragment):
@@ -326,6 +326,27 @@ def test_run_time_failures_are_caught_by_validation(tmp_path, section, fragment)
     with pytest.raises(SpecError) as info:
         load_sweep(write(tmp_path, doc))
     assert f"sweep.yaml: {fragment}:" in str(info.value)
+
+
+def test_storage_may_be_an_object_store_uri(tmp_path):
+    doc = {**copy.deepcopy(SWEEP), "storage": {"path": "s3://bucket/sweeps?endpoint_override=127.0.0.1:9000&scheme=http",
+                                               "sync_period": 5}}
+    sweep = load_sweep(write(tmp_path, doc))
+    assert sweep.storage.path == doc["storage"]["path"]  # kept as written, not made a local folder
+    assert sweep.storage.sync_period == 5
+
+
+@pytest.mark.parametrize("path, fragment", [
+    ("ftp://host/sweeps", "unknown storage scheme 'ftp'; allowed: a folder, or a URI with one of s3://"),
+    ("s3://AKIA:secret@bucket/sweeps", "credentials in the URI would be logged"),
+    ("s3:///sweeps", "no bucket"),
+])
+def test_bad_storage_uris_are_refused_with_what_is_allowed(tmp_path, path, fragment):
+    doc = {**copy.deepcopy(SWEEP), "storage": {"path": path}}
+    with pytest.raises(SpecError) as info:
+        load_sweep(write(tmp_path, doc))
+    assert "sweep.yaml: storage.path:" in str(info.value) and fragment in str(info.value)
+    assert "secret" not in str(info.value)  # a credential is not echoed
 
 
 def test_epochs_and_batch_size_must_be_whole(tmp_path):

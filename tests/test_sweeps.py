@@ -39,7 +39,8 @@ def optuna_trials(run_dir: Path, study_name: str):
 
 def test_sweep_records_a_parent_and_one_child_per_trial(workdir, capsys):
     sweep = load_sweep(write_sweep(workdir, "four", num_samples=4, epochs=3))
-    run_dir, (result,) = runner.run_sweep(sweep, num_cpus=2)
+    folder, (result,) = runner.run_sweep(sweep, num_cpus=2)
+    run_dir = folder.local
 
     assert result.complete and result.trials == 4 and result.failed == 0
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
@@ -197,7 +198,8 @@ def test_failed_and_diverged_trials_are_recorded_and_the_sweep_goes_on(workdir):
                        search={"sampler": "random", "n_startup_trials": None},
                        scheduler={"name": "fifo"}, failure={"max_failures": 0})
     sweep = load_sweep(path, sets=[f"methods.ce.search_space={space}", "methods.ce.overrides={}"])
-    run_dir, (result,) = runner.run_sweep(sweep, num_cpus=2)
+    folder, (result,) = runner.run_sweep(sweep, num_cpus=2)
+    run_dir = folder.local
 
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     _, parents, children = runs_of(uri, "outcomes")
@@ -230,7 +232,8 @@ def test_lt_multilabel_demo_runs_both_studies_with_group_map(workdir):
     for method in ("bce", "ltml"):
         sets += [f"methods.{method}.num_samples=2", f"methods.{method}.overrides.epochs=2"]
     sweep = load_sweep(REPO / "sweeps" / "lt_multilabel.yaml", profile="demo", sets=sets)
-    run_dir, results = runner.run_sweep(sweep, num_cpus=2)
+    folder, results = runner.run_sweep(sweep, num_cpus=2)
+    run_dir = folder.local
     assert [r.method for r in results] == ["bce", "ltml"] and all(r.complete for r in results)
 
     c, parents, children = runs_of(f"sqlite:///{workdir / 'mlflow.db'}", "lt_multilabel")
@@ -255,7 +258,8 @@ def test_fer_noisy_demo_runs_ce_and_scn_side_by_side(workdir):
         sets += [f"methods.{method}.num_samples=2", f"methods.{method}.overrides.epochs=3"]
     sets += ["methods.scn.overrides.relabel_epoch=2"]
     sweep = load_sweep(REPO / "sweeps" / "fer_noisy.yaml", profile="demo", sets=sets)
-    run_dir, results = runner.run_sweep(sweep, num_cpus=2)
+    folder, results = runner.run_sweep(sweep, num_cpus=2)
+    run_dir = folder.local
     assert [r.method for r in results] == ["ce", "scn"] and all(r.complete for r in results)
 
     c, parents, children = runs_of(f"sqlite:///{workdir / 'mlflow.db'}", "fer_noisy")
