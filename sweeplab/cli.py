@@ -98,13 +98,13 @@ def cmd_run(args) -> int:
     return _finish(results, tracking.resolve_tracking_uri(sweep.tracking.uri), folder.location)
 
 
-def _open_run(args):
+def _find_run(args):
     """The run a command names (a folder, an object-store URI, a sweep name), or None after
     saying why not."""
     from sweeplab import storage
 
     try:
-        return storage.open_run_folder(args.target, args.storage)
+        return storage.find_run(args.target, args.storage)
     except (FileNotFoundError, storage.StorageUnreachable) as exc:
         print(exc, file=sys.stderr)
         return None
@@ -113,15 +113,16 @@ def _open_run(args):
 def cmd_resume(args) -> int:
     from sweeplab import runner
 
-    folder = _open_run(args)
+    folder = _find_run(args)
     if folder is None:
         return 2
     from sweeplab.spec import SpecError
+    from sweeplab.storage import StorageUnreachable
 
     try:
         sweep, results = runner.resume_sweep(folder, address=args.address, num_cpus=args.num_cpus,
                                              retry_errored=args.retry_errored)
-    except (runner.RunInUse, SpecError) as exc:
+    except (runner.RunInUse, SpecError, StorageUnreachable) as exc:
         print(exc, file=sys.stderr)
         return 2
     state = runner.SweepState.load(folder.local)
@@ -237,10 +238,14 @@ def cmd_validate(args) -> int:
 def cmd_sync_mlflow(args) -> int:
     from sweeplab.sync import sync_run
 
-    folder = _open_run(args)
+    folder = _find_run(args)
     if folder is None:
         return 2
-    report = sync_run(folder)
+    try:
+        report = sync_run(folder)
+    except OSError as exc:
+        print(f"{folder.location}: cannot read the run: {exc}", file=sys.stderr)
+        return 2
     print(f"{folder.location}: {report.trials} trials; {report.runs_created} runs created, "
           f"{report.epochs_logged} epochs logged, {report.statuses_set} statuses set")
     return 0

@@ -50,7 +50,6 @@ from sweeplab.storage import JOURNAL_FILE, RESOLVED_FILE, SPACES_FOLDER, STATE_F
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "state.pt"
-LOCK_FILE = ".lock"
 
 
 # ---------------------------------------------------------------------------
@@ -224,12 +223,30 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     restored Tune trial will continue are marked FAIL, so the study holds no phantom trials.
     """
 
-    def __init__(self, *args, fixed_epochs: int, run_location: str, **kwargs):
+    def __init__(self, *args, fixed_epochs: int, run_location: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fixed_epochs = fixed_epochs  # epochs of a trial whose space does not search them
-        # the run (folder or object-store URI): a restored searcher reopens the journal of that run on
-        # the machine that resumes it (an object-store run is resumed from a local copy of its files)
+        # The run (folder or object-store URI). A restored searcher reopens the journal of that run on
+        # the machine that resumes it (an object-store run is resumed from a local copy of its files),
+        # and in an object store the journal is uploaded with each snapshot of the searcher (``save``).
         self.run_location = run_location
+
+    def _journal_file(self) -> Path | None:
+        backend = getattr(self._storage, "_backend", None)
+        path = getattr(backend, "_file_path", None)
+        return Path(path) if path else None
+
+    def save(self, checkpoint_path: str):
+        """Tune's snapshot of the searcher. For a run in an object store the study's journal is
+        uploaded first (Tune uploads the snapshot after this returns), so the store never holds a
+        searcher that knows trials its journal lacks."""
+        location, journal = getattr(self, "run_location", None), self._journal_file()
+        if location and storage.is_uri(location) and journal is not None and journal.is_file():
+            try:
+                storage.upload_file(journal, storage.join(location, JOURNAL_FILE))
+            except OSError as exc:  # a resume then drops the trials the stored journal lacks
+                log.warning("could not upload the Optuna journal to %s: %s", location, exc)
+        super().save(checkpoint_path)
 
     def on_trial_complete(self, trial_id, result=None, error=False):
         ot_trial = self._ot_trials.get(trial_id)
@@ -255,7 +272,8 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         Tune's snapshots): trials the storage has finished stay finished, and trials only the
         storage knows (asked after the snapshot, never to be run) are marked FAIL."""
         super().restore(checkpoint_path)
-        self.reopen_journal(str(RunFolder.at(self.run_location).local / JOURNAL_FILE))
+        if getattr(self, "run_location", None):
+            self.reopen_journal(str(RunFolder.at(self.run_location).local / JOURNAL_FILE))
         self.sync_with_storage()
 
     def reopen_journal(self, path: str) -> None:
@@ -263,8 +281,13 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         that the journal does not hold (the journal was uploaded before the searcher's last
         snapshot) is dropped from the study, with a warning; its Tune trial still runs."""
         self._storage = JournalStorage(JournalFileBackend(path))
-        self._ot_study = optuna.load_study(study_name=self._ot_study.study_name, storage=self._storage,
-                                           sampler=self._ot_study.sampler)
+        name, sampler = self._ot_study.study_name, self._ot_study.sampler
+        try:
+            self._ot_study = optuna.load_study(study_name=name, storage=self._storage, sampler=sampler)
+        except KeyError:  # the journal lost the whole study: start it again, without the old trials
+            log.warning("Optuna: study %s is not in %s: it starts again (earlier trials are not in it)", name, path)
+            self._ot_study = optuna.create_study(study_name=name, storage=self._storage, sampler=sampler,
+                                                 directions=self._ot_study.directions)
         for trial_id, old in list(self._ot_trials.items()):
             try:
                 self._ot_trials[trial_id] = optuna.Trial(self._ot_study, old._trial_id)
@@ -393,31 +416,6 @@ class TrialEndRecorder(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._record(trial, "failed", error=trial_error_text(trial))
-
-
-class DriverFilesUploader(tune.Callback):
-    """Uploads the driver's files of an object-store run (the Optuna journal, ``state.json``) as
-    often as Tune uploads its own experiment state, so a resume on another machine finds them
-    about as fresh as Tune's. Holds the run's URI only: a restore on another machine finds
-    that machine's local copy."""
-
-    def __init__(self, location: str, period: float):
-        self.location, self.period = location, period
-        self._last = time.monotonic()
-
-    def setup(self, **info):
-        self._last = time.monotonic()
-
-    def _push(self) -> None:
-        self._last = time.monotonic()
-        upload(RunFolder.at(self.location), JOURNAL_FILE, STATE_FILE)
-
-    def on_step_end(self, iteration, trials, **info):
-        if time.monotonic() - self._last >= self.period:
-            self._push()
-
-    def on_experiment_end(self, trials, **info):
-        self._push()
 
 
 def upload(folder: RunFolder, *names: str) -> None:
@@ -601,6 +599,11 @@ def run_sweep(sweep: Sweep, address: str | None = None, num_cpus: int | None = N
     uri = tracking.resolve_tracking_uri(sweep.tracking.uri)
     experiment_id = tracking.ensure_experiment(uri, sweep.tracking.experiment or sweep.name)  # before any folder
     folder = storage.new_run_folder(sweep.storage.path, sweep.name)
+    with exclusive(folder.lock_path):
+        return folder, _start(sweep, folder, uri, experiment_id, address, num_cpus)
+
+
+def _start(sweep: Sweep, folder: RunFolder, uri: str, experiment_id: str, address, num_cpus) -> list[StudyResult]:
     write_resolved(sweep, folder.local)
     state = SweepState(
         sweep=sweep.name,
@@ -616,7 +619,7 @@ def run_sweep(sweep: Sweep, address: str | None = None, num_cpus: int | None = N
         print(f"warning: with --address, trials on other nodes write to {uri} on their own node unless that "
               "path is on a shared filesystem; a tracking server (tracking.uri: http://...) is the cluster "
               "set-up", flush=True)
-    return folder, _run_studies(sweep, folder, state, address, num_cpus, restore=False)
+    return _run_studies(sweep, folder, state, address, num_cpus, restore=False)
 
 
 def resume_sweep(
@@ -624,17 +627,14 @@ def resume_sweep(
 ) -> tuple[Sweep, list[StudyResult]]:
     """Continue an interrupted sweep run: complete studies are kept, the others restored from
     Tune's experiment folder (unfinished trials continue from their checkpoints)."""
-    folder = run if isinstance(run, RunFolder) else storage.open_run_folder(str(run))
-    sweep = load_sweep(folder.local / RESOLVED_FILE)
-    state = SweepState.load(folder.local)
-    print(f"resuming sweep {sweep.name} from {folder.location}", flush=True)
-    return sweep, _run_studies(sweep, folder, state, address, num_cpus, restore=True, retry_errored=retry_errored)
-
-
-def find_run_dir(name_or_path: str, storage_path: str | Path = "sweeplab_results") -> Path:
-    """A run folder (has sweep.yaml), or the newest run of a sweep folder or sweep name (the local
-    copy of the driver's files for a run in an object store)."""
-    return storage.open_run_folder(str(name_or_path), str(storage_path)).local
+    folder = run if isinstance(run, RunFolder) else storage.find_run(str(run))
+    with exclusive(folder.lock_path):
+        folder.pull()  # an object-store run: its driver files, into this machine's local copy
+        sweep = load_sweep(folder.local / RESOLVED_FILE)
+        state = SweepState.load(folder.local)
+        print(f"resuming sweep {sweep.name} from {folder.location}", flush=True)
+        return sweep, _run_studies(sweep, folder, state, address, num_cpus, restore=True,
+                                   retry_errored=retry_errored)
 
 
 class ResourcesUnavailable(ValueError):
@@ -666,19 +666,20 @@ class RunInUse(RuntimeError):
 
 
 @contextmanager
-def exclusive(run_dir: Path) -> Iterator[None]:
-    """Hold the run folder's lock: two processes driving one sweep run (a resume started
-    while the sweep still shuts down) would tell Optuna and MLflow everything twice."""
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold a run's lock (``RunFolder.lock_path``): two processes driving one sweep run on a machine
+    (a resume started while the sweep still shuts down) would tell Optuna and MLflow everything twice."""
     import fcntl
 
-    with open(run_dir / LOCK_FILE, "a+") as lock:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip() or "?"
-            raise RunInUse(f"{run_dir} is in use by another sweeplab process (pid {holder}); "
-                           "wait for it to end or stop it, then resume") from None
+            raise RunInUse(f"this sweep run is in use by another sweeplab process on this machine (pid {holder}, "
+                           f"lock {lock_path}); wait for it to end or stop it, then resume") from None
         lock.seek(0)
         lock.truncate()
         lock.write(str(os.getpid()))
@@ -688,7 +689,7 @@ def exclusive(run_dir: Path) -> Iterator[None]:
 
 def _run_studies(sweep, folder: RunFolder, state, address, num_cpus, restore, retry_errored=False) -> list[StudyResult]:
     results = []
-    with exclusive(folder.local), ray_session(address, num_cpus, dashboard=distributed.is_distributed(sweep.resources)):
+    with ray_session(address, num_cpus, dashboard=distributed.is_distributed(sweep.resources)):
         check_resources(sweep, address_given=address is not None)
         for index, study in enumerate(sweep.studies):
             saved = state.studies.get(study.method, {})
@@ -734,6 +735,25 @@ def _concurrent_trials(sweep: Sweep, study: Study, address: str | None) -> int:
         print(f"[{study.method}] {fits} multi-worker trial(s) at a time: that is what this machine's Ray "
               f"holds (search.max_concurrent: {wanted})", flush=True)
     return min(wanted, fits)
+
+
+@contextmanager
+def _snapshot_period(seconds: int | None) -> Iterator[None]:
+    """Tune snapshots its experiment state (and the searcher, with its journal) every
+    ``TUNE_GLOBAL_CHECKPOINT_S`` and uploads each snapshot to an object store at once (and when
+    a trial's old checkpoints are deleted). For a run in an object store that period is
+    ``storage.sync_period``: what a driver killed without warning may lose."""
+    name = "TUNE_GLOBAL_CHECKPOINT_S"
+    before = os.environ.get(name)
+    if seconds is not None:
+        os.environ[name] = str(seconds)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def _run_study(sweep, study, index, folder: RunFolder, state, restore, retry_errored, address=None) -> StudyResult:
@@ -789,21 +809,18 @@ def _run_study(sweep, study, index, folder: RunFolder, state, restore, retry_err
             run_config=tune.RunConfig(
                 name=study.method,
                 storage_path=folder.tune_path(),
-                # how often Tune uploads its experiment state to an object store (a folder is written
-                # directly): what a driver killed without warning loses at most
-                sync_config=tune.SyncConfig(sync_period=sweep.storage.sync_period),
                 failure_config=tune.FailureConfig(max_failures=sweep.failure.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=sweep.checkpoint.keep),
                 callbacks=[
                     ProgressPrinter(study.method, metric, study.num_samples, max_t),
                     TrialEndRecorder(track, study.method),
-                    *([DriverFilesUploader(folder.location, sweep.storage.sync_period)] if folder.remote else []),
                 ],
                 verbose=0,
             ),
         )
     try:
-        tuner.fit()
+        with _snapshot_period(sweep.storage.sync_period if folder.remote else None):
+            tuner.fit()
     except BaseException as exc:  # the driver failed: no trial of this study may stay RUNNING in MLflow
         tracking.close_lost_runs(track["uri"], track["experiment_id"], track["parent_run_id"], set(),
                                  status="failed", error=f"the sweep's driver failed: {type(exc).__name__}: {exc}")

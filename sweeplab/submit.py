@@ -285,27 +285,36 @@ def submit(sweep: Sweep, address: str | None, queue: bool = True, out=sys.stdout
 
 def describe_run(target: str, out=sys.stdout) -> tuple[str, str]:
     """(location, sweep name) of the sweep run a resume job continues. The run is read here when
-    this machine sees it (a shared filesystem mounted here too, or the object store), so a wrong
-    path or a finished run is refused before anything is sent; a folder only the cluster sees is
-    taken as given (absolute), and the job says if it is not there."""
+    this machine sees it (a shared filesystem mounted here too, or the object store with its
+    credentials), so a wrong path or a finished run is refused before anything is sent; a run
+    this machine cannot see is taken as given, and the job says if it is not there."""
+    import tempfile
+
     from sweeplab import storage
     from sweeplab.runner import SweepState
 
+    def as_given(why: str) -> tuple[str, str]:
+        location = storage.canonical(target)
+        parts = [p for p in location.split("?", 1)[0].rstrip("/").split("/") if p]
+        name = parts[-2] if len(parts) >= 2 and storage.RUN_NAME.match(parts[-1]) else parts[-1]
+        print(f"note: {why}; the job looks for the run on the cluster", file=out)
+        return location, name
+
     try:
-        folder = storage.open_run_folder(target)
+        folder = storage.find_run(target)
+        with tempfile.TemporaryDirectory() as scratch:
+            copy = folder.pull(into=Path(scratch) / "run")
+            state = SweepState.load(copy.local)
+            methods = sweep_methods(copy)
     except storage.StorageUnreachable as exc:
-        raise SubmitError(f"{exc}\n(submit --resume reads the run's state from here first: give this machine "
-                          "the object store's credentials)") from None
+        return as_given(f"cannot read {target} from this machine ({str(exc).splitlines()[0][:200]})")
     except FileNotFoundError as exc:
         if storage.is_uri(target):
             raise SubmitError(str(exc)) from None
-        path = Path(target)
-        if not path.is_absolute():
+        if not Path(target).is_absolute():
             raise SubmitError(f"{exc}\n(for a run only the cluster sees, give its absolute path there)") from None
-        print(f"note: {target} is not visible from this machine; the job looks for it on the cluster", file=out)
-        return str(path), path.parent.name
-    state = SweepState.load(folder.local)
-    if all(state.studies.get(method, {}).get("complete") for method in sweep_methods(folder)):
+        return as_given(f"{target} is not visible from this machine")
+    if all(state.studies.get(method, {}).get("complete") for method in methods):
         raise SubmitError(f"{folder.location}: every study of sweep {state.sweep} is complete; nothing to resume")
     return folder.location, state.sweep
 

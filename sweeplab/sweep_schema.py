@@ -136,8 +136,9 @@ class TrackingSpec(_Section):
 class StorageSpec(_Section):
     # a folder (local, or a shared filesystem on a cluster) or an object-store URI (s3://bucket/prefix, ...)
     path: str = Field("sweeplab_results", min_length=1)
-    # seconds between uploads of Tune's experiment state and the Optuna journal to an object store
-    sync_period: int = Field(60, ge=1)
+    # an object store: seconds between Tune's snapshots of the experiment (uploaded with the Optuna
+    # journal); what a driver killed without warning may lose (a folder is snapshotted every second)
+    sync_period: int = Field(10, ge=1)
 
     @field_validator("path")
     @classmethod

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeplab import engine, storage, tracking
-from sweeplab.storage import RunFolder
+from sweeplab.storage import STATE_FILE, RunFolder
 
 
 @dataclass
@@ -60,17 +60,18 @@ def outcome(status: str, last: dict, config: dict) -> str | None:
     return "pruned" if stopped_early(last, engine.planned_epochs(config)) else "finished"
 
 
-def sync_run(run: RunFolder | Path) -> SyncReport:
-    """Bring the MLflow runs of a sweep run (a folder, or an object-store run's ``RunFolder``)
-    up to date with Tune's results."""
+def sync_run(run: RunFolder | Path | str) -> SyncReport:
+    """Bring the MLflow runs of a sweep run (a folder or an object-store URI) up to date with
+    Tune's results."""
     import pyarrow.fs
     from ray import tune
 
     from sweeplab.runner import SweepState, trial_params
 
-    folder = run if isinstance(run, RunFolder) else RunFolder.at(str(Path(run).resolve()))
-    state = SweepState.load(folder.local)
+    folder = run if isinstance(run, RunFolder) else RunFolder.at(str(run))
     fs, base = storage.filesystem(folder.location)
+    with fs.open_input_stream(f"{base}/{STATE_FILE}") as stream:  # read where the run is, in a store too
+        state = SweepState(**json.loads(stream.read()))
     c = tracking.client(state.tracking_uri)
     report = SyncReport()
     for method, saved in state.studies.items():

@@ -67,4 +67,6 @@ def test_resume_ignores_a_run_folder_without_state(tmp_path):
         folder.mkdir(parents=True)
         (folder / runner.RESOLVED_FILE).write_text("name: x\n")
     (good / runner.STATE_FILE).write_text("{}")
-    assert runner.find_run_dir("x", tmp_path / "sweeplab_results") == good  # the newer one never started
+    from sweeplab import storage
+
+    assert storage.find_run("x", str(tmp_path / "sweeplab_results")).local == good  # the newer one never started

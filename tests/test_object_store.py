@@ -20,7 +20,6 @@ from optuna.trial import TrialState
 from conftest import kill_session, session_pids, write_sweep
 from sweeplab import runner, storage
 from sweeplab.spec import load_sweep
-from sweeplab.sync import sync_run
 from test_sweeps import runs_of
 
 pytestmark = pytest.mark.integration
@@ -109,12 +108,14 @@ def test_a_sweep_in_an_object_store_keeps_everything_there(workdir, bucket_uri, 
     # downloaded; the study in the downloaded journal is the whole study; sync-mlflow reads
     # Tune's results from the store and finds MLflow complete.
     monkeypatch.setenv("SWEEPLAB_CACHE", str(workdir / "machine_b"))
-    elsewhere = storage.open_run_folder(folder.location)
+    elsewhere = storage.find_run(folder.location).pull()
     assert elsewhere.local != folder.local and elsewhere.local.is_relative_to(workdir / "machine_b")
     assert [t.state for t in journal_trials(elsewhere, "stored.ce")] == [TrialState.COMPLETE] * 3
-    assert storage.open_run_folder(bucket_uri.replace("/results?", "/results/stored?")).location == folder.location
-    report = sync_run(elsewhere)
-    assert (report.trials, report.runs_created, report.epochs_logged) == (3, 0, 0)
+    assert storage.find_run(bucket_uri.replace("/results?", "/results/stored?")).location == folder.location
+    synced = subprocess.run(SWEEPLAB + ["sync-mlflow", folder.location], cwd=workdir, capture_output=True,
+                            text=True, timeout=120)
+    assert synced.returncode == 0, synced.stderr
+    assert "3 trials; 0 runs created, 0 epochs logged, 0 statuses set" in synced.stdout
 
 
 def test_a_killed_sweep_resumes_from_the_object_store_on_another_machine(workdir, bucket_uri):
@@ -173,7 +174,7 @@ def test_a_killed_sweep_resumes_from_the_object_store_on_another_machine(workdir
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
 
     # the study, as uploaded at the end of the resumed sweep, holds the six trials complete
-    after = storage.open_run_folder(location)
+    after = storage.find_run(location).pull()
     trials = journal_trials(after, "moved.ce")
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 6
     assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)

@@ -140,6 +140,39 @@ def test_a_journal_older_than_the_searcher_drops_the_trials_it_lacks(tmp_path, c
     assert states(tmp_path / JOURNAL_FILE) == [(TrialState.COMPLETE, 0.6), (TrialState.RUNNING, None)]
 
 
+def test_in_an_object_store_the_journal_is_uploaded_with_each_snapshot_of_the_searcher(tmp_path, monkeypatch):
+    """Tune uploads the searcher's snapshot right after ``save``: the journal goes first, so the
+    store never holds a searcher that knows trials its journal lacks. (A ``file://`` URI stands
+    in for the store here: pyarrow writes it the same way.)"""
+    store = tmp_path / "store"
+    store.mkdir()
+    run = f"file://{store}"
+    monkeypatch.setenv("SWEEPLAB_CACHE", str(tmp_path / "cache"))
+    local = RunFolder.at(run).local
+    local.mkdir(parents=True)
+    s = searcher(local / JOURNAL_FILE, run_location=run)
+    s.suggest("first")
+    s.save(str(tmp_path / "searcher.pkl"))
+    assert (store / JOURNAL_FILE).read_bytes() == (local / JOURNAL_FILE).read_bytes()
+    run_trial(s, "second", [0.5, 0.6, 0.7, 0.8])
+    assert (store / JOURNAL_FILE).stat().st_size < (local / JOURNAL_FILE).stat().st_size  # not before the next
+    s.save(str(tmp_path / "searcher.pkl"))
+    assert (store / JOURNAL_FILE).read_bytes() == (local / JOURNAL_FILE).read_bytes()
+
+
+def test_a_journal_without_the_study_starts_it_again(tmp_path, caplog):
+    s = searcher(tmp_path / JOURNAL_FILE)
+    s.suggest("lost")
+    s.save(str(tmp_path / "searcher.pkl"))
+    (tmp_path / JOURNAL_FILE).unlink()
+    restored = searcher(tmp_path / "other.journal")  # Tune builds the searcher, then restores it
+    with caplog.at_level("WARNING"):
+        restored.restore(str(tmp_path / "searcher.pkl"))
+    assert "study s is not in" in caplog.text and "trial lost is not in" in caplog.text
+    restored.suggest("next")
+    assert states(tmp_path / JOURNAL_FILE) == [(TrialState.RUNNING, None)]
+
+
 @pytest.mark.parametrize("name", ["tpe", "random", "cmaes", "gp", "nsga2"])
 def test_every_sampler_named_in_sweep_files_samples_past_its_startup(name):
     startup = None if name in ("random", "nsga2") else 2

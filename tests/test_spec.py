@@ -328,6 +328,11 @@ def test_run_time_failures_are_caught_by_validation(tmp_path, section, fragment)
     assert f"sweep.yaml: {fragment}:" in str(info.value)
 
 
+def test_an_azure_container_at_an_account_is_not_a_credential(tmp_path):
+    doc = {**copy.deepcopy(SWEEP), "storage": {"path": "abfs://runs@myaccount.dfs.core.windows.net/sweeps"}}
+    assert load_sweep(write(tmp_path, doc)).storage.path == doc["storage"]["path"]
+
+
 def test_storage_may_be_an_object_store_uri(tmp_path):
     doc = {**copy.deepcopy(SWEEP), "storage": {"path": "s3://bucket/sweeps?endpoint_override=127.0.0.1:9000&scheme=http",
                                                "sync_period": 5}}
@@ -338,7 +343,8 @@ def test_storage_may_be_an_object_store_uri(tmp_path):
 
 @pytest.mark.parametrize("path, fragment", [
     ("ftp://host/sweeps", "unknown storage scheme 'ftp'; allowed: a folder, or a URI with one of s3://"),
-    ("s3://AKIA:secret@bucket/sweeps", "credentials in the URI would be logged"),
+    ("s3://AKIA:secret@bucket/sweeps", "a credential in the URI (user:password@) would be logged"),
+    ("abfs://c@acct.dfs.core.windows.net/x?sig=secret", "a credential in the URI (query option 'sig') would be"),
     ("s3:///sweeps", "no bucket"),
 ])
 def test_bad_storage_uris_are_refused_with_what_is_allowed(tmp_path, path, fragment):

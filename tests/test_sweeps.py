@@ -16,7 +16,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from conftest import kill_session, session_pids, write_sweep
-from sweeplab import runner
+from sweeplab import runner, storage
 from sweeplab.spec import load_sweep
 
 pytestmark = pytest.mark.integration
@@ -174,7 +174,7 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(workdir)
             after = [(m.step, m.value) for m in c.get_metric_history(r.info.run_id, "val/acc")]
             assert after == histories_before[tid]
 
-    run_dir = runner.find_run_dir("killed")
+    run_dir = storage.find_run("killed").local
     for tid in histories_before:  # Tune did not run any epoch of these again
         rows = (run_dir / "ce" / f"ce_{tid}" / "result.json").read_text().splitlines()
         assert len(rows) == 4, (tid, len(rows))
