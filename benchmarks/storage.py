@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,39 +37,14 @@ keep_local_ray_on_loopback()  # this script starts a local Ray: keep it on 127.0
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_FILE = REPO / "sweeps" / "noisy_digits.yaml"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-               "AWS_EC2_METADATA_DISABLED": "true"}
+sys.path.insert(0, str(REPO / "tests"))
+from s3 import CREDENTIALS, local_s3_server, new_bucket  # noqa: E402  (the tests' local S3 server)
 
 
 def space_yaml(epochs: int) -> str:
     return ("# written by benchmarks/storage.py: every hyperparameter fixed but label_smoothing, which has one choice\n"
             f"lr: 0.01\nbatch_size: 64\nepochs: {epochs}\noptimizer: adam\nweight_decay: 0.0\nlr_schedule: cosine\n"
             "label_smoothing: {type: categorical, choices: [0.0]}\n")
-
-
-@contextlib.contextmanager
-def s3_server(log_path: Path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = open(log_path, "w")
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the S3 server did not start; see {log_path}")
-                time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait()
-        log.close()
 
 
 def requests(log_path: Path) -> tuple[int, int]:
@@ -128,15 +100,9 @@ def main() -> int:
         os.environ["SWEEPLAB_CACHE"] = str(work / "cache")
         server_log = work / "s3.log"
         rows: dict[str, list[dict]] = {}
-        with s3_server(server_log) as endpoint:
-            import pyarrow.fs
-
-            bucket = f"bench-{uuid.uuid4().hex[:8]}"
-            options = f"endpoint_override={endpoint}&scheme=http&region=us-east-1"
-            fs, _ = pyarrow.fs.FileSystem.from_uri(f"s3://{bucket}?{options}&allow_bucket_creation=true")
-            fs.create_dir(bucket)
-            arms = [("folder", str(work / "results"), 10), ("s3", f"s3://{bucket}/results?{options}", 10),
-                    ("s3 sync 1", f"s3://{bucket}/results?{options}", 1)]
+        with local_s3_server(server_log) as endpoint:
+            bucket_uri = new_bucket(endpoint, prefix="bench")
+            arms = [("folder", str(work / "results"), 10), ("s3", bucket_uri, 10), ("s3 sync 1", bucket_uri, 1)]
             log_path = work / "sweeps.log"
             with ray_session():
                 for repeat in range(args.repeats):

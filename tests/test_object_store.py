@@ -5,11 +5,9 @@ MLflow and the trials are the real ones; only the object store is local."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import uuid
 
 import optuna
 import pytest
@@ -18,58 +16,26 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from conftest import kill_session, session_pids, write_sweep
+from s3 import CREDENTIALS, local_s3_server, new_bucket
 from sweeplab import runner, storage
 from sweeplab.spec import load_sweep
 from test_sweeps import runs_of
 
 pytestmark = pytest.mark.integration
 SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sweeplab-test", "AWS_SECRET_ACCESS_KEY": "sweeplab-test",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
-    """An S3 API server on 127.0.0.1, in its own session; stopped by its id."""
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("s3") / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "the S3 server did not start"
-                time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        kill_session(server.pid)
-        server.wait()
-        log.close()
+    with local_s3_server(tmp_path_factory.mktemp("s3") / "server.log") as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
 def bucket_uri(s3_endpoint, monkeypatch):
-    """A fresh bucket; its URI carries the endpoint (pyarrow's query options), the credentials
-    are in the environment as users give them."""
-    import pyarrow.fs
-
     for key, value in CREDENTIALS.items():
         monkeypatch.setenv(key, value)
-    bucket = f"sweeps-{uuid.uuid4().hex[:8]}"
-    options = f"endpoint_override={s3_endpoint}&scheme=http&region=us-east-1"
-    fs, _ = pyarrow.fs.FileSystem.from_uri(f"s3://{bucket}?{options}&allow_bucket_creation=true")
-    fs.create_dir(bucket)
-    return f"s3://{bucket}/results?{options}"
+    return new_bucket(s3_endpoint)
 
 
 def stored_files(location: str) -> set[str]:
