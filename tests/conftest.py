@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,38 @@ def kill_session(sid: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def end_session(proc) -> None:
+    """SIGKILL a sweep process started in its own session, with everything it started (its Ray),
+    and wait for the session's stragglers (of this session only)."""
+    kill_session(proc.pid)
+    proc.wait()
+    for _ in range(30):
+        if not session_pids(proc.pid):
+            break
+        time.sleep(1)
+
+
+def runs_of(uri: str, experiment: str):
+    """(client, study parent runs, trial child runs) of an MLflow experiment."""
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name(experiment)
+    runs = c.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("sweeplab.role") == "study"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return c, parents, children
+
+
+def finished_trial_ids(uri: str, experiment: str) -> set[str]:
+    """The trials MLflow records as finished (none while the sweep is still creating the store)."""
+    try:
+        _, _, children = runs_of(uri, experiment)
+    except Exception:  # noqa: BLE001 - the store or the experiment is still being created
+        return set()
+    return {r.data.tags["sweeplab.trial_id"] for r in children if r.data.tags.get("sweeplab.status") == "finished"}
 
 
 # -- a tiny VOC-MLT tree in the published layout (VOCdevkit + longtail2012/img_id.txt) ------------

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from cluster import assert_loopback_only, local_cluster
-from conftest import REPO, write_sweep
+from conftest import REPO, runs_of, write_sweep
 from sweeplab import submit
 from sweeplab.spec import load_sweep
 
@@ -166,16 +166,6 @@ def cluster_nodes(cluster) -> tuple[dict[str, dict], str]:
     heads = [k for k, n in nodes.items() if n["is_head_node"]]
     assert len(nodes) == 2 and len(heads) == 1, nodes
     return nodes, heads[0]
-
-
-def runs_of(uri: str, experiment: str):
-    from mlflow.tracking import MlflowClient
-
-    c = MlflowClient(uri)
-    exp = c.get_experiment_by_name(experiment)
-    runs = c.search_runs([exp.experiment_id], max_results=1000)
-    return c, [r for r in runs if r.data.tags.get("sweeplab.role") == "study"], \
-        [r for r in runs if "mlflow.parentRunId" in r.data.tags]
 
 
 @pytest.mark.cluster

@@ -15,11 +15,10 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from conftest import kill_session, session_pids, write_sweep
+from conftest import end_session, finished_trial_ids, runs_of, write_sweep
 from s3 import CREDENTIALS, local_s3_server, new_bucket
 from sweeplab import runner, storage
 from sweeplab.spec import load_sweep
-from test_sweeps import runs_of
 
 pytestmark = pytest.mark.integration
 SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
@@ -99,23 +98,12 @@ def test_a_killed_sweep_resumes_from_the_object_store_on_another_machine(workdir
             deadline, finished = time.monotonic() + 240, set()
             while time.monotonic() < deadline and first.poll() is None and len(finished) < 2:
                 time.sleep(1)
-                if "run folder s3://" not in log_path.read_text():
-                    continue
-                try:
-                    _, _, children = runs_of(uri, "moved")
-                except Exception:  # the store is still being created
-                    continue
-                finished = {r.data.tags["sweeplab.trial_id"] for r in children
-                            if r.data.tags.get("sweeplab.status") == "finished"}
+                if "run folder s3://" in log_path.read_text():
+                    finished = finished_trial_ids(uri, "moved")
             assert first.poll() is None and len(finished) >= 2, log_path.read_text()
             time.sleep(2.5)  # Tune and the driver upload their state every second (sync_period: 1)
         finally:
-            kill_session(first.pid)
-            first.wait()
-    for _ in range(30):
-        if not session_pids(first.pid):
-            break
-        time.sleep(1)
+            end_session(first)
     location = next(line.split("run folder ", 1)[1].strip() for line in log_path.read_text().splitlines()
                     if "run folder s3://" in line)
     import shutil

@@ -15,21 +15,12 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from conftest import kill_session, session_pids, write_sweep
+from conftest import end_session, finished_trial_ids, runs_of, write_sweep
 from sweeplab import runner, storage
 from sweeplab.spec import load_sweep
 
 pytestmark = pytest.mark.integration
 SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
-
-
-def runs_of(uri: str, experiment: str):
-    c = MlflowClient(uri)
-    exp = c.get_experiment_by_name(experiment)
-    runs = c.search_runs([exp.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("sweeplab.role") == "study"]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return c, parents, children
 
 
 def optuna_trials(run_dir: Path, study_name: str):
@@ -120,26 +111,15 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(workdir)
             # the sweep's own creation of the database schema)
             if not list(workdir.glob("sweeplab_results/killed/*/state.json")):
                 continue
-            try:
-                _, _, children = runs_of(uri, "killed")
-            except Exception:  # the store is still being created
-                continue
-            finished_before = {r.data.tags["sweeplab.trial_id"] for r in children
-                               if r.data.tags.get("sweeplab.status") == "finished"}
+            finished_before = finished_trial_ids(uri, "killed")
             if len(finished_before) >= 2:
                 break
         assert first.poll() is None, (workdir / "first.log").read_text()
         assert len(finished_before) >= 2, "no two trials finished in time"
         time.sleep(1.5)  # Tune snapshots the experiment every second (runner sets TUNE_GLOBAL_CHECKPOINT_S)
     finally:
-        kill_session(first.pid)
-        first.wait()
+        end_session(first)  # the driver and its Ray
         log.close()
-    # the driver's Ray processes are gone with the session; wait for stragglers of this session only
-    for _ in range(30):
-        if not session_pids(first.pid):
-            break
-        time.sleep(1)
 
     _, _, children = runs_of(uri, "killed")
     assert sum(r.data.tags["sweeplab.status"] == "finished" for r in children) < 8  # it was interrupted
@@ -232,8 +212,7 @@ def test_lt_multilabel_demo_runs_both_studies_with_group_map(workdir):
     for method in ("bce", "ltml"):
         sets += [f"methods.{method}.num_samples=2", f"methods.{method}.overrides.epochs=2"]
     sweep = load_sweep(REPO / "sweeps" / "lt_multilabel.yaml", profile="demo", sets=sets)
-    folder, results = runner.run_sweep(sweep, num_cpus=2)
-    run_dir = folder.local
+    _, results = runner.run_sweep(sweep, num_cpus=2)
     assert [r.method for r in results] == ["bce", "ltml"] and all(r.complete for r in results)
 
     c, parents, children = runs_of(f"sqlite:///{workdir / 'mlflow.db'}", "lt_multilabel")
@@ -258,8 +237,7 @@ def test_fer_noisy_demo_runs_ce_and_scn_side_by_side(workdir):
         sets += [f"methods.{method}.num_samples=2", f"methods.{method}.overrides.epochs=3"]
     sets += ["methods.scn.overrides.relabel_epoch=2"]
     sweep = load_sweep(REPO / "sweeps" / "fer_noisy.yaml", profile="demo", sets=sets)
-    folder, results = runner.run_sweep(sweep, num_cpus=2)
-    run_dir = folder.local
+    _, results = runner.run_sweep(sweep, num_cpus=2)
     assert [r.method for r in results] == ["ce", "scn"] and all(r.complete for r in results)
 
     c, parents, children = runs_of(f"sqlite:///{workdir / 'mlflow.db'}", "fer_noisy")
