@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from sweeplab.data.folders import ImageFiles, image_transforms
+from sweeplab.data.folders import ImageFiles, check_images, image_transforms
 from sweeplab.data.noise import inject_label_noise
 from sweeplab.method import DataInfo
 
@@ -73,13 +73,6 @@ def stratified_holdout(labels: Sequence[int], fraction: float, seed: int) -> tup
         held += rng.permutation(np.flatnonzero(labels == c))[:k].tolist()
     held = np.sort(np.asarray(held, dtype=np.int64))
     return np.setdiff1d(np.arange(len(labels)), held), held
-
-
-def _check_images(paths: Sequence[Path], what: str) -> None:
-    missing = [str(p) for p in paths if not Path(p).is_file()]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise FileNotFoundError(f"{what}: {len(missing)} image(s) missing: {', '.join(missing[:3])}{more}")
 
 
 def assemble(options: FerFileOptions, seed: int, class_names: Sequence[str],
@@ -158,7 +151,7 @@ def build_raf_db(options: RafDbOptions, seed: int) -> DataBundle:
     splits = {}
     for split, rows in read_raf_labels(options.label_file).items():
         paths = [raf_image_path(image_dir, name, options.images) for name, _ in rows]
-        _check_images(paths, f"RAF-DB {split} (listed in {options.label_file})")
+        check_images(paths, f"RAF-DB {split} (listed in {options.label_file})")
         splits[split] = (paths, np.array([label for _, label in rows], dtype=np.int64))
     return assemble(options, seed, RAF_DB_CLASSES, splits["train"], splits["test"])
 
@@ -225,7 +218,7 @@ def _csv_split(path: Path, rows, class_names: Sequence[str], label_base: int):
             known = f"a class name ({', '.join(class_names)}) or an integer {label_base}..{label_base + len(class_names) - 1}"
             raise ValueError(f"{path}, line {line}: unknown label {label!r}; allowed: {known}")
         labels.append(i - label_base)
-    _check_images([image for image, _, _ in rows], f"{path}")
+    check_images([image for image, _, _ in rows], f"{path}")
     return [image for image, _, _ in rows], np.asarray(labels, dtype=np.int64)
 
 

@@ -10,7 +10,7 @@ mean/std normalisation. Label noise (``noise.py``) touches the train split only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -128,3 +128,12 @@ class ImageFiles(Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, self.targets[index].clone(), index
+
+
+def check_images(paths: Sequence[Path], what: str) -> None:
+    """Every image a list file names exists (before any training): else one error naming the
+    list (``what``), how many are missing and the first few."""
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise FileNotFoundError(f"{what}: {len(missing)} image(s) missing: {', '.join(missing[:3])}{more}")

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from sweeplab.data.folders import image_transforms
+from sweeplab.data.folders import check_images, image_transforms
 from sweeplab.data.multilabel import (MultiLabelImages, class_counts, groups_from_counts, multi_hot,
                                       read_class_split, resolve_class_split, stratified_holdout)
 from sweeplab.method import DataInfo
@@ -58,13 +58,6 @@ def read_ids(path: Path) -> list[str]:
     if not ids:
         raise ValueError(f"{path}: the id list is empty")
     return ids
-
-
-def _check_images(paths: Sequence[Path], what: str) -> None:
-    missing = [str(p) for p in paths if not Path(p).is_file()]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise FileNotFoundError(f"{what}: {len(missing)} image(s) missing: {', '.join(missing[:3])}{more}")
 
 
 # -- bundle ------------------------------------------------------------------------------
@@ -128,7 +121,7 @@ def voc_labels(xml_path: Path, skip_difficult: bool) -> list[int]:
 
 def _voc_split(year_dir: Path, ids: Sequence[str], skip_difficult: bool):
     paths = [year_dir / "JPEGImages" / f"{i}.jpg" for i in ids]
-    _check_images(paths, f"VOC-MLT ({year_dir.name})")
+    check_images(paths, f"VOC-MLT ({year_dir.name})")
     labels = [voc_labels(year_dir / "Annotations" / f"{i}.xml", skip_difficult) for i in ids]
     return paths, multi_hot(labels, len(VOC_CLASSES))
 
@@ -191,7 +184,7 @@ def build_coco_mlt(options: CocoMltOptions, seed: int) -> DataBundle:
                              f"{options.train_annotations}")
         train_ids.append(int(text))
     train_paths = [root / "train2017" / files[i] for i in train_ids]
-    _check_images(train_paths, "COCO-MLT (train2017)")
+    check_images(train_paths, "COCO-MLT (train2017)")
     train_targets = multi_hot([sorted(train_labels.get(i, ())) for i in train_ids], len(class_names))
     del train_doc, train_labels
 
@@ -202,7 +195,7 @@ def build_coco_mlt(options: CocoMltOptions, seed: int) -> DataBundle:
     test_labels = _coco_labels(test_doc, category_index, options.test_annotations)
     test_images = [img for img in sorted(test_doc["images"], key=lambda m: m["id"]) if test_labels.get(int(img["id"]))]
     test_paths = [root / "val2017" / img["file_name"] for img in test_images]
-    _check_images(test_paths, "COCO-MLT (val2017)")
+    check_images(test_paths, "COCO-MLT (val2017)")
     test_targets = multi_hot([sorted(test_labels[int(img["id"])]) for img in test_images], len(class_names))
     return assemble(options, seed, class_names, train_paths, train_targets, test_paths, test_targets)
 
