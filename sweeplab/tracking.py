@@ -9,8 +9,13 @@ the scheduler, or crashed).
 
 A trial's run is found again by its Tune trial id (tag ``sweeplab.trial_id``
 under its parent run), so a restored or retried trial continues the run it
-started instead of opening a second one. Metrics of an epoch go in one
-``log_batch`` call.
+started instead of opening a second one (``create_trial_run`` is the one place a
+trial's run is created). Metrics of an epoch go in one ``log_batch`` call.
+
+What MLflow refuses is told apart from an outage: a metric or param name MLflow would
+refuse (``metric_name_problem``) is left out with a warning, and a batch the store
+refuses all the same (a bad request, ``refusal_reason``) is dropped with a warning;
+only an unreachable or failing store keeps batches for later.
 
 Statuses: tag ``sweeplab.status`` is one of running, finished, pruned, diverged,
 failed (with ``sweeplab.error``), or lost (a trial that started just before the
@@ -24,6 +29,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import posixpath
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -42,6 +49,13 @@ TAG_NODE = "sweeplab.node_id"  # the Ray node a trial (its rank 0) last ran on
 TAG_HOST = "sweeplab.host"
 MAX_TAG_CHARS = 5000
 PARAM_MAX_CHARS = 6000
+MAX_NAME_CHARS = 250  # MLflow's MAX_ENTITY_KEY_LENGTH, for metric and param names
+# MLflow's validate_param_and_metric_name: no colon on Windows
+_NAME_RE = re.compile(r"^[/\w.\- ]*$" if os.name == "nt" else r"^[/\w.\- :]*$")
+_NAME_CHARS = ("letters, digits, underscores (_), dashes (-), periods (.), spaces, "
+               + ("" if os.name == "nt" else "colons (:), ") + "and slashes (/)")
+# MlflowException error codes that mean "the store refuses this request" (retrying cannot help)
+REFUSAL_CODES = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST"})
 
 T = TypeVar("T")
 
@@ -137,18 +151,57 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return out
 
 
-def _succeeds(fn: Callable[[], Any], what: str, attempts: int = 4) -> bool:
+def metric_name_problem(name: str) -> str | None:
+    """Why MLflow would refuse ``name`` as a metric (or param) name, or None when it takes it.
+
+    MLflow's own rules (``mlflow.utils.validation``: allowed characters, names that would
+    resolve to another path, the key length limit), without importing mlflow."""
+    if not isinstance(name, str):
+        return f"is {type(name).__name__}, not a string"
+    if not _NAME_RE.match(name):
+        bad = "".join(dict.fromkeys(ch for ch in name if not _NAME_RE.match(ch)))
+        return f"has {bad!r}; MLflow names may only contain {_NAME_CHARS}"
+    norm = posixpath.normpath(name)
+    if norm != name or norm == "." or norm.startswith("..") or norm.startswith("/"):
+        return (f"would resolve to {norm!r} as a path; MLflow names must not start with '/' or "
+                "have empty, '.' or '..' parts or a trailing '/'")
+    if len(name) > MAX_NAME_CHARS:
+        return f"is {len(name)} characters long; MLflow's limit is {MAX_NAME_CHARS}"
+    return None
+
+
+def refusal_reason(exc: BaseException) -> str | None:
+    """The store's reason when ``exc`` says it refuses the request itself (a bad request:
+    sending it again cannot help), else None (an outage: a connection error, a timeout, a
+    locked SQLite file, a 5xx)."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException):
+        return None
+    if exc.error_code in REFUSAL_CODES or exc.get_http_status_code() == 400:
+        return exc.message
+    return None
+
+
+def _succeeds(fn: Callable[[], Any], what: str, attempts: int = 4, refused: list[str] | None = None) -> bool:
     """Whether ``fn`` ran (with retries) without raising."""
-    return _retry(lambda: (fn(), True)[1], what, attempts) is True
+    return _retry(lambda: (fn(), True)[1], what, attempts, refused=refused) is True
 
 
-def _retry(fn: Callable[[], T], what: str, attempts: int = 4, delay: float = 0.5) -> T | None:
+def _retry(
+    fn: Callable[[], T], what: str, attempts: int = 4, delay: float = 0.5, refused: list[str] | None = None
+) -> T | None:
     """Call ``fn``; retry on errors (a locked SQLite file, a server that is briefly away).
-    Logging never ends a trial: after the last attempt the failure is logged and skipped."""
+    Logging never ends a trial: after the last attempt the failure is logged and skipped.
+    With a ``refused`` list, a request the store refuses (``refusal_reason``) is not retried:
+    its reason is appended there and None returned at once."""
     for attempt in range(attempts):
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - any tracking failure is retried the same way
+            if refused is not None and (reason := refusal_reason(exc)) is not None:
+                refused.append(reason)
+                return None
             if attempt == attempts - 1:
                 log.warning("MLflow: could not %s after %d attempts: %s", what, attempts, exc)
                 return None
@@ -156,14 +209,36 @@ def _retry(fn: Callable[[], T], what: str, attempts: int = 4, delay: float = 0.5
     return None
 
 
-def _finite_metrics(metrics: Mapping[str, Any], step: int, timestamp_ms: int):
+_WARNED_NAMES: set[str] = set()  # names already warned about by callers that keep no set of their own
+
+
+def _accepted_names(names, what: str, warned: set[str] | None) -> set[str]:
+    """The names MLflow takes; one warning (per ``warned`` set) for each name it would refuse."""
+    warned = _WARNED_NAMES if warned is None else warned
+    ok = set()
+    for name in names:
+        problem = metric_name_problem(name)
+        if problem is None:
+            ok.add(name)
+        elif name not in warned:
+            warned.add(name)
+            log.warning("MLflow: %s %r is not logged: it %s", what, name, problem)
+    return ok
+
+
+def loggable_metrics(metrics: Mapping[str, Any], step: int, timestamp_ms: int, warned: set[str] | None = None):
+    """The ``Metric`` entities MLflow takes from ``metrics``: finite numbers whose names it
+    accepts; a refused name is left out with one warning (once per name in ``warned``)."""
     from mlflow.entities import Metric
 
-    return [
-        Metric(key, float(value), timestamp_ms, step)
-        for key, value in metrics.items()
+    numbers = {
+        key: value for key, value in metrics.items()
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ]
+    }
+    ok = _accepted_names(numbers, "metric", warned)
+    return [Metric(key, float(value), timestamp_ms, step) for key, value in numbers.items() if key in ok]
+
+
 
 
 # ---------------------------------------------------------------------------
@@ -194,8 +269,10 @@ def finish_study_run(uri: str, run_id: str, best: Mapping[str, Any] | None, comp
     if best:
         now = int(time.time() * 1000)
         # the best config as tags (params cannot change, and a resume may find a better trial)
-        tags = [_tag(f"best.{k}", v) for k, v in flatten_params(best.get("config", {})).items()]
-        c.log_batch(run_id, metrics=_finite_metrics(best.get("metrics", {}), 0, now), tags=tags)
+        config = {f"best.{k}": v for k, v in flatten_params(best.get("config", {})).items()}
+        ok = _accepted_names(config, "tag", None)
+        tags = [_tag(k, v) for k, v in config.items() if k in ok]
+        c.log_batch(run_id, metrics=loggable_metrics(best.get("metrics", {}), 0, now), tags=tags)
         c.set_tag(run_id, "sweeplab.best_trial_id", str(best.get("trial_id")))
         if best.get("run_id"):
             c.set_tag(run_id, "sweeplab.best_run_id", best["run_id"])
@@ -215,6 +292,36 @@ def _params(flat: Mapping[str, str]):
     return [Param(k, v) for k, v in flat.items()]
 
 
+def log_params(c, run_id: str, params: Mapping[str, Any], warned: set[str] | None = None) -> bool:
+    """Log ``params`` (nested keys flattened with ``flatten_params``) on ``run_id``; a name MLflow
+    would refuse is left out with a warning. Raises on an outage (the caller retries); a batch
+    the store refuses all the same is warned about and skipped: False then, else True."""
+    flat = flatten_params(params)
+    ok = _accepted_names(flat, "param", warned)
+    todo = {k: v for k, v in flat.items() if k in ok}
+    if not todo:
+        return True
+    try:
+        c.log_batch(run_id, params=_params(todo))
+    except Exception as exc:
+        reason = refusal_reason(exc)
+        if reason is None:
+            raise
+        _warn_refused(f"the params of run {run_id} ({_names(todo)})", reason)
+        return False
+    return True
+
+
+def _names(keys, most: int = 8) -> str:
+    keys = list(keys)
+    return ", ".join(keys[:most]) + (f", ... ({len(keys)} in all)" if len(keys) > most else "")
+
+
+def _warn_refused(what: str, reason: str) -> None:
+    reason = reason if len(reason) <= 500 else reason[:500] + "..."
+    log.warning("MLflow refused %s; dropped, not retried: %s", what, reason)
+
+
 # ---------------------------------------------------------------------------
 # Child runs (one per trial)
 # ---------------------------------------------------------------------------
@@ -225,6 +332,39 @@ def find_trial_run(uri: str, experiment_id: str, parent_run_id: str, trial_id: s
         max_results=2,
     )
     return runs[0] if runs else None
+
+
+def create_trial_run(
+    c,
+    experiment_id: str,
+    parent_run_id: str,
+    trial_id: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, Any] | None = None,
+    status: str | None = "running",
+    extra_tags: Mapping[str, str] | None = None,
+    warned: set[str] | None = None,
+) -> str:
+    """Create a trial's child run and return its id: the only place one is created.
+
+    ``tags`` and ``extra_tags`` (e.g. node and host), then the parent, run name and trial id
+    tags, and the status tag (none with ``status=None``: the caller sets it, with
+    ``close_run``); ``params`` are logged with ``log_params``. Raises when the store is
+    unreachable: a caller retrying finds the run again with ``find_trial_run``."""
+    run_tags = {
+        **tags,
+        **(extra_tags or {}),
+        "mlflow.parentRunId": parent_run_id,
+        "mlflow.runName": run_name,
+        TAG_TRIAL_ID: trial_id,
+    }
+    if status is not None:
+        run_tags[TAG_STATUS] = status
+    run_id = c.create_run(experiment_id, tags=run_tags).info.run_id
+    if params:
+        log_params(c, run_id, params, warned)
+    return run_id
 
 
 class MlflowTrialTracker:
@@ -258,6 +398,7 @@ class MlflowTrialTracker:
         self.run_id: str | None = None
         self._params: dict[str, str] = {}
         self._pending: list = []  # metric batches not logged yet, oldest first
+        self._warned: set[str] = set()  # metric and param names already warned about
         self._logged_through = 0  # epochs already in the run (a resumed trial repeats none of them)
         if uri.startswith(("http://", "https://")):
             # MLflow's own HTTP retries back off for minutes; the buffer here covers outages instead
@@ -284,18 +425,10 @@ class MlflowTrialTracker:
                 logged = self._client.get_metric_history(found.info.run_id, "epoch")
                 self._logged_through = max((m.step for m in logged), default=0)
                 return found.info.run_id, set(found.data.params)
-            run = self._client.create_run(
-                self.experiment_id,
-                tags={
-                    **self.tags,
-                    **self.where,
-                    "mlflow.parentRunId": self.parent_run_id,
-                    "mlflow.runName": self.run_name,
-                    TAG_TRIAL_ID: self.trial_id,
-                    TAG_STATUS: "running",
-                },
-            )
-            return run.info.run_id, set()
+            # params are logged below, in the same way for a found run
+            run_id = create_trial_run(self._client, self.experiment_id, self.parent_run_id, self.trial_id,
+                                      self.run_name, self.tags, extra_tags=self.where)
+            return run_id, set()
 
         opened = _retry(open_run, "open the trial's run", attempts=2)
         if opened is None:
@@ -303,25 +436,31 @@ class MlflowTrialTracker:
         self.run_id, logged = opened
         todo = {k: v for k, v in self._params.items() if k not in logged}
         if todo:
-            _retry(lambda: self._client.log_batch(self.run_id, params=_params(todo)), "log params")
+            _retry(lambda: log_params(self._client, self.run_id, todo, self._warned), "log params")
         self._pending = [b for b in self._pending if b[0].step > self._logged_through]
         return True
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         if step <= self._logged_through:
             return
-        batch = _finite_metrics(metrics, step, int(time.time() * 1000))
+        batch = loggable_metrics(metrics, step, int(time.time() * 1000), self._warned)
         if batch:
             self._pending.append(batch)
         self._flush(attempts=2)
 
     def _flush(self, attempts: int) -> None:
-        """Log the buffered batches in order; stop at the first that fails (kept for later)."""
+        """Log the buffered batches in order; stop at the first that fails (kept for later).
+        A batch the store refuses is dropped with a warning: it would block every later one."""
         if not self._pending or not self._open():
             return
         while self._pending:
-            batch = self._pending[0]
-            if not _succeeds(lambda: self._client.log_batch(self.run_id, metrics=batch), "log metrics", attempts):
+            batch, refused = self._pending[0], []
+            logged = _succeeds(lambda: self._client.log_batch(self.run_id, metrics=batch), "log metrics",
+                               attempts, refused=refused)
+            if refused:
+                _warn_refused(f"epoch {batch[0].step} of trial {self.trial_id} ({_names(m.key for m in batch)})",
+                              refused[0])
+            elif not logged:
                 return
             self._pending.pop(0)
 
@@ -363,19 +502,9 @@ def record_trial_end(
     def record():
         c = client(uri)
         found = find_trial_run(uri, experiment_id, parent_run_id, trial_id)
-        if found is None:
-            run = c.create_run(
-                experiment_id,
-                tags={
-                    **(tags or {}),
-                    "mlflow.parentRunId": parent_run_id,
-                    "mlflow.runName": run_name or trial_id,
-                    TAG_TRIAL_ID: trial_id,
-                },
-            )
-            run_id = run.info.run_id
-            if params:
-                c.log_batch(run_id, params=_params(flatten_params(params)))
+        if found is None:  # no status tag yet: close_run sets it
+            run_id = create_trial_run(c, experiment_id, parent_run_id, trial_id, run_name or trial_id, tags or {},
+                                      params=params, status=None)
         else:
             if found.data.tags.get(TAG_STATUS) in ("finished", "diverged") and status != "failed":
                 return  # the trial already recorded its own end
