@@ -23,7 +23,8 @@ import time
 
 import torch
 
-from sweeplab.engine import CONTEXT_KEY, MemoryReporter, train
+from sweeplab.context import CONTEXT_KEY
+from sweeplab.engine import MemoryReporter, train
 
 ROWS = [
     ("bce", {}),

@@ -25,7 +25,8 @@ import argparse
 import statistics
 import time
 
-from sweeplab.engine import CONTEXT_KEY, MemoryReporter, train
+from sweeplab.context import CONTEXT_KEY
+from sweeplab.engine import MemoryReporter, train
 
 PAPER_RELABEL_EPOCH, PAPER_EPOCHS = 10, 70
 

@@ -7,7 +7,7 @@ config: no Ray, no MLflow, no checkpoints written.
 Arm "sweep": ``sweeplab.runner.run_sweep(load_sweep(sweeps/noisy_digits.yaml, ...))``
 at concurrency 1 on a local Ray, with real MLflow tracking (a new SQLite store in a
 temporary folder, so each round is a first sweep), scheduler ``fifo`` (no trial stopped early), ``search.max_concurrent=1``.
-Ray is started and stopped around ``run_sweep`` with ``runner.ray_session`` (which
+Ray is started and stopped around ``run_sweep`` with ``ray_session.ray_session`` (which
 ``run_sweep`` then reuses), so its start-up and shut-down are timed apart.
 
 Identical trials: the sweep runs a temporary search space in which every engine
@@ -109,7 +109,8 @@ def tail(path: Path, lines: int = 40) -> str:
 # ---------------------------------------------------------------------------
 def run_sweep_arm(folder: Path, trials: int, space_file: Path, log_path: Path, verbose: bool) -> dict:
     from sweeplab import tracking
-    from sweeplab.runner import ray_session, run_sweep
+    from sweeplab.ray_session import ray_session
+    from sweeplab.runner import run_sweep
     from sweeplab.spec import load_sweep
 
     sets = [
@@ -184,9 +185,9 @@ def run_plain_arm(configs: list[dict]) -> dict:
 
 
 def hyperparameters(config: dict) -> dict:
-    from sweeplab.engine import split_config
+    from sweeplab.context import hyperparameters_of
 
-    return split_config(config)[0]
+    return hyperparameters_of(config)
 
 
 def same_metrics(plain_last: list[dict], sweep_last: list[dict]) -> list[str]:

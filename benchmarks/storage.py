@@ -90,7 +90,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
 
-    from sweeplab.runner import ray_session
+    from sweeplab.ray_session import ray_session
 
     os.environ.update(CREDENTIALS)
     with tempfile.TemporaryDirectory(prefix="sweeplab-bench-storage-") as tmp:

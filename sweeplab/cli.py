@@ -87,12 +87,12 @@ def cmd_run(args) -> int:
         print(exc, file=sys.stderr)
         return 2
     from sweeplab import runner, tracking
-
+    from sweeplab.ray_session import ResourcesUnavailable
     from sweeplab.storage import StorageUnreachable
 
     try:
         folder, results = runner.run_sweep(sweep, address=args.address, num_cpus=args.num_cpus)
-    except (runner.ResourcesUnavailable, StorageUnreachable) as exc:
+    except (ResourcesUnavailable, StorageUnreachable) as exc:
         print(exc, file=sys.stderr)
         return 2
     return _finish(results, tracking.resolve_tracking_uri(sweep.tracking.uri), folder.location)
@@ -117,23 +117,25 @@ def cmd_resume(args) -> int:
     if folder is None:
         return 2
     from sweeplab.spec import SpecError
-    from sweeplab.storage import StorageUnreachable
+    from sweeplab.state import SweepState
+    from sweeplab.storage import RunInUse, StorageUnreachable
 
     try:
         sweep, results = runner.resume_sweep(folder, address=args.address, num_cpus=args.num_cpus,
                                              retry_errored=args.retry_errored)
-    except (runner.RunInUse, SpecError, StorageUnreachable) as exc:
+    except (RunInUse, SpecError, StorageUnreachable) as exc:
         print(exc, file=sys.stderr)
         return 2
-    state = runner.SweepState.load(folder.local)
+    state = SweepState.load(folder.local)
     return _finish(results, state.tracking_uri, folder.location)
 
 
 def _finish(results, uri: str, location: str) -> int:
-    from sweeplab import runner
+    from sweeplab import tracking
+    from sweeplab.results import format_summary
 
     print()
-    print(runner.format_summary(results, uri))
+    print(format_summary(results, tracking.ui_command(uri)))
     if not all(r.complete for r in results):
         print(f"The sweep is incomplete. Continue it with:  sweeplab resume {shlex.quote(location)}")
         return 1
@@ -252,10 +254,10 @@ def cmd_sync_mlflow(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from trainables.registry import METHODS
+    from sweeplab import catalog
 
     rows = [("method", "task", "objective", "search space", "what")]
-    for e in METHODS.values():
+    for e in catalog.entries().values():
         rows.append((e.name, e.task, f"{e.metric} ({e.mode})", str(e.search_space.relative_to(e.search_space.parents[1])),
                      f"{e.summary} [{e.paper}]"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

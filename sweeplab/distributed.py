@@ -1,7 +1,7 @@
 """Multi-worker trials: one Tune trial trains data-parallel on several Ray Train workers.
 
 A sweep whose ``resources.workers`` is more than 1 runs each trial as a Tune function
-trainable (``runner.run_trial``) that builds and fits a ``ray.train.torch.TorchTrainer``
+trainable (``trainable.run_trial``) that builds and fits a ``ray.train.torch.TorchTrainer``
 (``fit_trial``): Train V2 does not accept a trainer as a Tune trainable. The trial itself
 reserves no CPU (``DRIVER_RESOURCES``: Ray refuses an empty request, and a sliver of a CPU
 starves the workers); each of the ``workers`` Train workers gets ``cpus`` CPUs (and
@@ -27,7 +27,7 @@ starves the workers); each of the ``workers`` Train workers gets ``cpus`` CPUs (
 
 When a scheduler stops a trial, Tune ends the trial's actor and with it the Train controller;
 Ray Train's placement-group cleaner then frees the workers. It asks Ray's state API, so a
-local sweep with multi-worker trials starts Ray's dashboard (``runner.ray_session``).
+local sweep with multi-worker trials starts Ray's dashboard (``ray_session.ray_session``).
 
 Checkpoints live in Train's run ``<run folder>/train/<trial name>`` (a name derived from the
 Tune trial id). Tune sees none, so a retried or restored trial finds them by that name: Train
@@ -45,8 +45,7 @@ import itertools
 import logging
 import math
 import os
-import tempfile
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, Iterator, Mapping
 
 import torch
@@ -55,6 +54,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import RandomSampler, Sampler
 
 from sweeplab import engine
+from sweeplab.context import CONTEXT_KEY, DistributedContext, TrialContext, TrialIdentity
+from sweeplab.trial import CheckpointReporter, trial_tracker
 
 TRAIN_FOLDER = "train"  # Train runs of multi-worker trials, in the sweep's run folder
 DRIVER_RESOURCES = {"cpu": 0, "memory": 64 * 1024**2}  # what the Tune trial itself reserves
@@ -109,7 +110,8 @@ class ShardedSampler(Sampler[int]):
 class DDP(DistributedDataParallel):
     """DistributedDataParallel whose wrapped module's attributes stay reachable, for methods
     whose steps use more than the forward pass (e.g. LTML's logit compensation modules).
-    Every trainable parameter must get a gradient in every step, as with plain DDP."""
+    Every trainable parameter must get a gradient in every step, as with plain DDP, unless the
+    method says otherwise (``Method.find_unused_parameters``)."""
 
     def __getattr__(self, name: str):
         try:
@@ -133,9 +135,10 @@ class TorchDistributed:
     def device(self, gpus: float | None) -> torch.device:
         return self._device if self._device is not None else engine.pick_device(gpus)
 
-    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+    def wrap_model(self, model: torch.nn.Module, find_unused_parameters: bool = False) -> torch.nn.Module:
         device = next(model.parameters()).device
-        return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        return DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
+                   find_unused_parameters=find_unused_parameters)
 
     def shard(self, sampler, dataset, generator, drop_last):
         if sampler is None:  # the shuffle a single process gets from DataLoader(shuffle=True, generator=...)
@@ -204,16 +207,11 @@ def trials_that_fit(resources, have: Mapping[str, float]) -> int:
     return max(1, int(min(fits)))
 
 
-def trial_context(resources, storage: str, keep: int | None) -> dict:
-    """The ``distributed`` entry of a multi-worker trial's context; ``storage``: where Ray Train
+def trial_context(resources, storage: str, keep: int | None) -> DistributedContext:
+    """The ``distributed`` part of a multi-worker trial's context; ``storage``: where Ray Train
     keeps the trials' Train runs (``TRAIN_FOLDER`` of the run: a folder or an object-store URI)."""
-    return {
-        "workers": resources.workers,
-        "cpus_per_worker": resources.cpus,
-        "gpus_per_worker": resources.gpus,
-        "storage": storage,
-        "keep": keep,
-    }
+    return DistributedContext(workers=resources.workers, cpus_per_worker=resources.cpus,
+                              gpus_per_worker=resources.gpus, storage=storage, keep=keep)
 
 
 def train_run_name(trial_name: str) -> str:
@@ -225,55 +223,22 @@ def train_run_name(trial_name: str) -> str:
 # ---------------------------------------------------------------------------
 # Ray (imported lazily)
 # ---------------------------------------------------------------------------
-class TrainReporter:
-    """The engine's reporter in a Train worker: every rank reports (``ray.train.report`` is a
-    barrier); rank 0's metrics are the trial's, and only rank 0 saves the checkpoint."""
-
-    def __init__(self, rank: int):
-        self.rank = rank
-
-    def load_checkpoint(self) -> dict | None:
-        import ray.train
-
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
-            return None
-        from sweeplab.runner import CHECKPOINT_FILE
-
-        with checkpoint.as_directory() as folder:
-            return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-
-    def report(self, metrics: dict, checkpoint: dict | None) -> None:
-        import ray.train
-
-        if checkpoint is None or self.rank != 0:
-            ray.train.report(metrics)
-            return
-        from sweeplab.runner import CHECKPOINT_FILE
-
-        with tempfile.TemporaryDirectory() as folder:
-            torch.save(checkpoint, Path(folder) / CHECKPOINT_FILE)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
-
-
 def train_worker(config: Mapping[str, Any]) -> None:
     """One Train worker of a multi-worker trial: the engine, as one rank of the DDP group."""
     import ray.train
     import ray.train.torch
 
-    from sweeplab import runner
-
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     _quiet_reports()
-    ctx = config[engine.CONTEXT_KEY]
+    ctx = TrialContext.from_config(config)
     train_context = ray.train.get_context()
     rank = train_context.get_world_rank()
-    ctx = {**ctx, "distributed": {**ctx["distributed"], "workers": train_context.get_world_size()}}  # as it ran
-    device = ray.train.torch.get_device() if ctx["distributed"]["gpus_per_worker"] > 0 else torch.device("cpu")
+    ctx = ctx.but(distributed=replace(ctx.distributed, workers=train_context.get_world_size()))  # as it ran
+    device = ray.train.torch.get_device() if ctx.distributed.gpus_per_worker > 0 else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    tracker = runner.trial_tracker(ctx, ctx["trial"]["id"], ctx["trial"]["name"]) if rank == 0 else engine.NullTracker()
-    engine.train(config, TrainReporter(rank), tracker, TorchDistributed(device))
+    tracker = trial_tracker(ctx, ctx.trial.id, ctx.trial.name) if rank == 0 else engine.NullTracker()
+    engine.train(config, CheckpointReporter(ray.train, saves=rank == 0), tracker, TorchDistributed(device))
 
 
 def _quiet_reports() -> None:
@@ -297,24 +262,24 @@ def fit_trial(config: Mapping[str, Any]) -> None:
     # Ray Train's controller collects one report per worker each poll (every 2 s by default), so
     # epochs shorter than the poll waited for it; a shorter poll costs one small call per worker
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-    ctx = config[engine.CONTEXT_KEY]
-    spec = ctx["distributed"]
+    ctx = TrialContext.from_config(config)
+    spec = ctx.distributed
     context = tune.get_context()
-    trial = {"id": context.get_trial_id(), "name": context.get_trial_name()}
-    gpus = float(spec["gpus_per_worker"])
+    trial = TrialIdentity(id=context.get_trial_id(), name=context.get_trial_name())
+    gpus = float(spec.gpus_per_worker)
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={**config, engine.CONTEXT_KEY: {**ctx, "trial": trial}},
+        train_loop_config={**config, CONTEXT_KEY: ctx.but(trial=trial).to_dict()},
         torch_config=TorchConfig(backend="nccl" if gpus > 0 else "gloo"),
         scaling_config=ray.train.ScalingConfig(
-            num_workers=int(spec["workers"]), use_gpu=gpus > 0,
-            resources_per_worker=worker_resources(float(spec["cpus_per_worker"]), gpus),
+            num_workers=int(spec.workers), use_gpu=gpus > 0,
+            resources_per_worker=worker_resources(float(spec.cpus_per_worker), gpus),
         ),
         run_config=ray.train.RunConfig(
-            name=train_run_name(trial["name"]),
-            storage_path=spec["storage"],
+            name=train_run_name(trial.name),
+            storage_path=spec.storage,
             callbacks=[TuneReportCallback()],
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=spec.get("keep")),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=spec.keep),
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # not every report, twice
         ),
     )

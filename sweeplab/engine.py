@@ -11,7 +11,9 @@ loop runs alone (``SingleProcess``) or as one of several data-parallel workers
 (``sweeplab.distributed`` gives the DDP one for Ray Train).
 
 A trial config is the sampled hyperparameters (nested by ``/``) plus a
-``sweeplab`` entry, the trial's context: method, dataset, model, seed, objective.
+``sweeplab`` entry, the trial's context (``sweeplab.context.TrialContext``): method,
+dataset, model, seed, objective. The method is asked through the seams of
+``sweeplab.method.Method`` (its backbone output, optimizer groups, epoch hooks).
 """
 
 from __future__ import annotations
@@ -20,20 +22,21 @@ import contextlib
 import copy
 import math
 import random
-from dataclasses import dataclass, field
+import re
 from typing import Any, ContextManager, Mapping, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from sweeplab import catalog
+from sweeplab.context import TrialContext, hyperparameters_of
 from sweeplab.data import build_dataset
-from sweeplab.method import DataInfo, Method, all_hyperparameters
-from sweeplab.metrics import SPLIT_DETAILS, SPLIT_METRICS
+from sweeplab.method import DataInfo, Method, ParamGroup, all_hyperparameters, hyperparameter_problems
 from sweeplab.models import build_backbone
-from sweeplab.spaces import flatten
+from sweeplab.tasks import task_family
 
-CONTEXT_KEY = "sweeplab"
+GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # logged as lr/<name>: characters every MLflow store takes
 
 
 # ---------------------------------------------------------------------------
@@ -98,8 +101,9 @@ class Parallel(Protocol):
     def device(self, gpus: float | None) -> torch.device:
         """This rank's device."""
 
-    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The module the training steps call (e.g. DistributedDataParallel around ``model``)."""
+    def wrap_model(self, model: torch.nn.Module, find_unused_parameters: bool = False) -> torch.nn.Module:
+        """The module the training steps call (e.g. DistributedDataParallel around ``model``;
+        ``find_unused_parameters``: a step may leave some parameters without a gradient)."""
 
     def shard(self, sampler, dataset, generator: torch.Generator, drop_last: bool):
         """This rank's part of an epoch's sampler (``None``: a shuffle seeded by ``generator``)."""
@@ -124,7 +128,7 @@ class SingleProcess:
     def device(self, gpus):
         return pick_device(gpus)
 
-    def wrap_model(self, model):
+    def wrap_model(self, model, find_unused_parameters=False):
         return model
 
     def shard(self, sampler, dataset, generator, drop_last):
@@ -155,54 +159,19 @@ class Diverged(Exception):
 
 
 # ---------------------------------------------------------------------------
-# The trial's context and hyperparameters
+# Hyperparameters
 # ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TrialContext:
-    method: str
-    dataset: dict
-    model: dict = field(default_factory=lambda: {"backbone": "small_cnn", "weights": None})
-    seed: int = 0
-    metric: str = "val/acc"
-    mode: str = "max"
-    threads: int = 1  # torch intra-op threads (the trial's CPUs)
-    gpus: float | None = None  # GPUs the trial was given (None: use CUDA when present, for plain loops)
-    objectives: tuple = ()  # every (metric, mode) the searcher follows (several for multi-objective)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "TrialContext":
-        ctx = dict(config[CONTEXT_KEY])
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in ctx.items() if k in known})
-
-
-def split_config(config: Mapping[str, Any]) -> tuple[dict, dict]:
-    """(hyperparameters flattened with ``/``, raw context)."""
-    hp = {k: v for k, v in config.items() if k != CONTEXT_KEY}
-    return flatten(hp), dict(config.get(CONTEXT_KEY, {}))
-
-
 def resolve_hyperparameters(method_cls: type[Method], given: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults of the engine and the method, overlaid with the trial's values."""
+    """Defaults of the engine and the method, overlaid with the trial's values (each checked
+    against its declaration, as ``sweeplab validate`` checks them)."""
     allowed = all_hyperparameters(method_cls)
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise KeyError(f"hyperparameters {unknown} are not known to {method_cls.__name__}; known: {sorted(allowed)}")
+    problems = hyperparameter_problems(method_cls, given)
+    if problems:
+        raise ValueError(f"{method_cls.__name__}: " + "; ".join(problems))
     return {**allowed, **given}
-
-
-def planned_epochs(config: Mapping[str, Any]) -> int:
-    """The number of epochs a trial config asks for (the method's default when not given)."""
-    given, ctx = split_config(config)
-    if "epochs" in given:
-        return int(given["epochs"])
-    return int(all_hyperparameters(load_method_class(ctx["method"]))["epochs"])
-
-
-def load_method_class(name: str) -> type[Method]:
-    from trainables import registry  # the table of names only; the method module loads on demand
-
-    return registry.get(name).load()
 
 
 # ---------------------------------------------------------------------------
@@ -222,8 +191,35 @@ def pick_device(gpus: float | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def make_optimizer(hp: Mapping[str, Any], params) -> torch.optim.Optimizer:
+def optimizer_groups(method: Method, model: torch.nn.Module) -> list[ParamGroup]:
+    """The method's parameter groups, checked: every trainable parameter of ``model`` in exactly
+    one group (a parameter left out would silently never train), names unique, scales > 0."""
+    groups = method.param_groups(model)
+    names = [g.name for g in groups]
+    if len(set(names)) != len(names) or not all(isinstance(n, str) and GROUP_NAME.fullmatch(n) for n in names):
+        raise ValueError(f"{type(method).__name__}.param_groups: group names must be unique and use only letters, "
+                         f"digits, '_', '.', '-'; got {names}")
+    where: dict[int, str] = {}
+    for group in groups:
+        if not (isinstance(group.lr_scale, (int, float)) and math.isfinite(group.lr_scale) and group.lr_scale > 0):
+            raise ValueError(f"param group {group.name!r}: lr_scale must be a number > 0, got {group.lr_scale!r}")
+        for param in group.params:
+            if id(param) in where:
+                raise ValueError(f"a parameter is in param groups {where[id(param)]!r} and {group.name!r}")
+            where[id(param)] = group.name
+    trainable = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
+    missing = [n for i, n in trainable.items() if i not in where]
+    foreign = [g for i, g in where.items() if i not in trainable]
+    if missing or foreign:
+        raise ValueError(f"{type(method).__name__}.param_groups must hold every trainable parameter of the model "
+                         f"once: left out {missing[:8]}; not trainable parameters of the model: {len(foreign)}")
+    return groups
+
+
+def make_optimizer(hp: Mapping[str, Any], groups: list[ParamGroup]) -> torch.optim.Optimizer:
+    """The optimizer over ``groups``: each at ``lr_scale`` times ``hp["lr"]``."""
     name, lr, wd = hp["optimizer"], float(hp["lr"]), float(hp["weight_decay"])
+    params = [{"params": g.params, "lr": lr * g.lr_scale, "name": g.name, "lr_scale": g.lr_scale} for g in groups]
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(hp["momentum"]), weight_decay=wd)
     if name == "adam":
@@ -231,6 +227,15 @@ def make_optimizer(hp: Mapping[str, Any], params) -> torch.optim.Optimizer:
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     raise ValueError(f"optimizer {name!r} is not one of sgd, adam, adamw")
+
+
+def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """``lr``: the engine's rate now (scale 1); with several groups also ``lr/<group>`` for each."""
+    groups = optimizer.param_groups
+    rates = {"lr": groups[0]["lr"] / groups[0].get("lr_scale", 1.0)}
+    if len(groups) > 1:
+        rates.update({f"lr/{g['name']}": g["lr"] for g in groups})
+    return rates
 
 
 def make_schedule(hp: Mapping[str, Any], optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
@@ -375,7 +380,7 @@ def predict_split(method: Method, model, loader, device) -> tuple[torch.Tensor, 
 
 
 def evaluate(method: Method, model, loader, device, info: DataInfo) -> dict[str, float]:
-    return SPLIT_METRICS[info.task](*predict_split(method, model, loader, device), info)
+    return task_family(info.task).split_metrics(*predict_split(method, model, loader, device), info)
 
 
 def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
@@ -387,21 +392,21 @@ def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
 # ---------------------------------------------------------------------------
 def train(
     config: Mapping[str, Any], reporter: Reporter, tracker: TrialTracker | None = None,
-    parallel: Parallel | None = None,
+    parallel: Parallel | None = None, method_cls: type[Method] | None = None,
 ) -> dict[str, float]:
     """Run one trial to the end (or to divergence); returns the last reported metrics.
 
     With several workers (``parallel``) every rank calls this: each trains on its shard of
     every batch (one optimisation step is the same global batch as alone), rank 0 alone
     evaluates and its metrics and checkpoint are the trial's; every rank reports each epoch.
-    Give the other ranks a ``NullTracker`` so the trial is logged once."""
+    Give the other ranks a ``NullTracker`` so the trial is logged once. ``method_cls``: the
+    method to run (default: the registered method the context names)."""
     tracker = tracker or NullTracker()
     parallel = parallel or SingleProcess()
     chief = parallel.rank == 0
-    given, _ = split_config(config)
     ctx = TrialContext.from_config(config)
-    method_cls = load_method_class(ctx.method)
-    hp = resolve_hyperparameters(method_cls, given)
+    method_cls = method_cls or catalog.method_class(ctx.method)
+    hp = resolve_hyperparameters(method_cls, hyperparameters_of(config))
     epochs = int(hp["epochs"])
 
     torch.set_num_threads(max(1, int(ctx.threads)))
@@ -414,10 +419,11 @@ def train(
     method = method_cls(hp, data.info)
     method.attach_train_data(data.train, data.train_clean_targets)
     backbone, feature_dim = build_backbone(
-        ctx.model.get("backbone", "small_cnn"), data.info.input_shape[0], ctx.model.get("weights")
+        ctx.model.get("backbone", "small_cnn"), data.info.input_shape[0], ctx.model.get("weights"),
+        global_pool=method_cls.global_pool,
     )
     model = method.build_model(backbone, feature_dim).to(device)
-    optimizer = make_optimizer(hp, [p for p in model.parameters() if p.requires_grad])
+    optimizer = make_optimizer(hp, optimizer_groups(method, model))
     schedule = make_schedule(hp, optimizer)
 
     batch_size = int(hp["batch_size"])
@@ -440,13 +446,15 @@ def train(
         set_rng_state(state["rng"])
 
     tracker.start(hp)
-    trained = parallel.wrap_model(model)  # what the training steps call; ``model`` is what is saved and evaluated
+    # what the training steps call; ``model`` is what is saved and evaluated
+    trained = parallel.wrap_model(model, find_unused_parameters=method_cls.find_unused_parameters)
     metrics: dict[str, float] = {}
     try:
         for epoch in range(start_epoch, epochs):
             train_loader, second_loader = train_loaders(
                 method, data, batch_size, epoch_generator(ctx.seed, epoch), pin, parallel)
-            metrics = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+            metrics = {"epoch": epoch + 1, **learning_rates(optimizer)}
+            method.on_epoch_start(epoch)
             try:
                 with parallel.shared_targets(data.train):
                     metrics.update(train_one_epoch(method, trained, train_loader, optimizer, device, second_loader,
@@ -538,7 +546,7 @@ def _final_metrics(method, model, best, test_loader, device, data) -> dict[str, 
 
 def _per_class_tables(method, model, best, val_loader, test_loader, device, info: DataInfo) -> dict:
     """Per-class results (accuracy, or AP for multi-label) of the final and best states."""
-    details = SPLIT_DETAILS[info.task]
+    details = task_family(info.task).split_details
     tables = {
         f"final/{split}": details(*predict_split(method, model, loader, device), info)
         for split, loader in (("val", val_loader), ("test", test_loader))
@@ -552,8 +560,7 @@ def _per_class_tables(method, model, best, val_loader, test_loader, device, info
 def _end_diverged(ctx: TrialContext, epoch: int, reason: str, reporter: Reporter, tracker: TrialTracker) -> dict:
     """A diverged trial ends cleanly: its objective is the worst value, so schedulers and the
     searcher rank it last, and MLflow records it as ``diverged`` with the reason."""
-    objectives = ctx.objectives or ((ctx.metric, ctx.mode),)
-    metrics = {"epoch": epoch + 1, "diverged": 1.0, **{m: worst_value(mode) for m, mode in objectives}}
+    metrics = {"epoch": epoch + 1, "diverged": 1.0, **{m: worst_value(mode) for m, mode in ctx.all_objectives()}}
     tracker.log_dict({"diverged_at_epoch": epoch + 1, "reason": reason}, "summary.json")
     tracker.finish("diverged", error=reason)
     reporter.report(metrics, checkpoint=None)

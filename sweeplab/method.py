@@ -3,7 +3,18 @@
 A method owns only what is specific to it: the heads it puts on a backbone, its
 losses, what one training step does with a batch, and what it predicts at
 evaluation. The engine (``sweeplab.engine``) owns the loop, the device, the
-optimizer and schedule, checkpoints, reporting and logging.
+optimizer and schedule, checkpoints, reporting and logging, and asks the method
+through the seams below (each has a default that a plain method keeps):
+
+- ``hyperparameters``: its own options, each a ``Hyperparameter`` (default, meaning,
+  allowed values), checked by ``sweeplab validate`` and again when a trial starts;
+- ``global_pool``: pooled features (default) or the backbone's last feature map;
+- ``build_model`` / ``training_step`` / ``predict``: its heads, losses and scores;
+- ``param_groups``: named optimizer groups with their own learning-rate scale;
+- ``on_epoch_start`` / ``on_epoch_end``: epoch-dependent weights, per-epoch statistics;
+- ``train_sampler`` / ``paired_sampler`` / ``after_optimizer_step``: its data and relabelling;
+- ``find_unused_parameters``: a step may leave branches without gradient (DDP must know);
+- ``state_dict`` / ``load_state_dict``: state outside the model (relabelled targets).
 
 Hyperparameters come in two sets. ``ENGINE_HYPERPARAMETERS`` are understood by
 the engine for every method (optimisation and schedule); a method adds its own
@@ -13,43 +24,132 @@ in ``Method.hyperparameters``. A search space may name any key of either set.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
 
-# name -> default; the engine reads these for every method.
-ENGINE_HYPERPARAMETERS: dict[str, Any] = {
-    "epochs": 10,  # passes over the training set
-    "batch_size": 64,  # images per optimisation step
-    "optimizer": "adam",  # sgd | adam | adamw
-    "lr": 1e-3,  # initial learning rate
-    "weight_decay": 1e-4,  # L2 penalty (decoupled for adamw)
-    "momentum": 0.9,  # SGD momentum (ignored by adam/adamw)
-    "lr_schedule": "cosine",  # constant | cosine | exponential (per epoch)
-    "lr_gamma": 0.9,  # per-epoch decay factor of the exponential schedule
+from sweeplab.spaces import brief
+
+
+# ---------------------------------------------------------------------------
+# Hyperparameters: default, meaning and allowed values, declared once
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One hyperparameter: its default, its meaning, and the values it allows.
+
+    ``choices``: the allowed values of a categorical option. Otherwise a number, within
+    ``low``/``high`` when given (``low_open``/``high_open``: the bound itself excluded),
+    a whole number when ``whole``; ``also``: values allowed beside the numbers (e.g.
+    ``"never"``). Validation checks a search space's fixed values, choices and bounds
+    against this; the method gets only values it allows.
+    """
+
+    default: Any
+    meaning: str
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    whole: bool = False
+    also: tuple = ()
+    free: bool = False  # any value (checked by the code that uses it)
+
+    @property
+    def categorical(self) -> bool:
+        return bool(self.choices)
+
+    def allowed(self) -> str:
+        """What the option allows, in words."""
+        if self.free:
+            return "any value"
+        if self.choices:
+            return ", ".join(brief(c) for c in self.choices)
+        parts = ["a whole number" if self.whole else "a number"]
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        text = " ".join(parts[:2]) + (f" and {parts[2]}" if len(parts) > 2 else "")
+        return text + "".join(f", or {brief(v)}" for v in self.also)
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not allowed; ``None`` when it is."""
+        if self.free or any(_same(value, v) for v in self.also):
+            return None
+        if self.choices:
+            return None if any(_same(value, c) for c in self.choices) else f"{brief(value)} is not allowed"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{brief(value)} is not a number"
+        if self.whole and not float(value).is_integer():
+            return f"{brief(value)} is not a whole number"
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        high_ok = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return None if low_ok and high_ok else f"{brief(value)} is out of range"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same kind: True is not 1, and 1 is not "1"."""
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def choice(default: Any, choices: Sequence[Any], meaning: str) -> Hyperparameter:
+    return Hyperparameter(default, meaning, choices=tuple(choices))
+
+
+def flag(default: bool, meaning: str) -> Hyperparameter:
+    return Hyperparameter(default, meaning, choices=(False, True))
+
+
+def number(default: Any, meaning: str, **limits: Any) -> Hyperparameter:
+    """A numeric option; ``limits``: low, high, low_open, high_open, whole, also."""
+    return Hyperparameter(default, meaning, **limits)
+
+
+# name -> declaration; the engine reads these for every method.
+ENGINE_HYPERPARAMETERS: dict[str, Hyperparameter] = {
+    "epochs": number(10, "passes over the training set", low=1, whole=True),
+    "batch_size": number(64, "images per optimisation step (the global batch)", low=1, whole=True),
+    "optimizer": choice("adam", ("sgd", "adam", "adamw"), "the optimizer"),
+    "lr": number(1e-3, "initial learning rate (of the groups' scale 1)", low=0, low_open=True),
+    "weight_decay": number(1e-4, "L2 penalty (decoupled for adamw)", low=0),
+    "momentum": number(0.9, "SGD momentum (ignored by adam/adamw)", low=0),
+    "lr_schedule": choice("cosine", ("constant", "cosine", "exponential"), "per-epoch learning-rate schedule"),
+    "lr_gamma": number(0.9, "per-epoch decay factor of the exponential schedule", low=0, high=1, low_open=True),
 }
 
-# Allowed values of the engine's categorical hyperparameters (checked by spec validation).
-ENGINE_CHOICES: dict[str, tuple[str, ...]] = {
-    "optimizer": ("sgd", "adam", "adamw"),
-    "lr_schedule": ("constant", "cosine", "exponential"),
-}
+
+def declarations(method_cls: type["Method"]) -> dict[str, Hyperparameter]:
+    """Every hyperparameter a search space may name for ``method_cls``: the engine's and its own."""
+    own = dict(method_cls.hyperparameters)
+    for name, decl in own.items():
+        if not isinstance(decl, Hyperparameter):
+            raise TypeError(f"{method_cls.__name__}.hyperparameters[{name!r}] must be a Hyperparameter "
+                            f"(number(...), choice(...), flag(...)), got {type(decl).__name__}")
+    return {**ENGINE_HYPERPARAMETERS, **own}
 
 
-# Allowed ranges of the engine's numeric hyperparameters: (lowest, highest, lowest is excluded).
-# Checked by spec validation on fixed values, choices and search bounds. Momentum is left to
-# torch.optim, which refuses a bad value when the trial starts (recorded as a failed trial).
-ENGINE_INTEGERS = ("epochs", "batch_size")  # must be whole numbers
-ENGINE_BOUNDS: dict[str, tuple[float, float | None, bool]] = {
-    "epochs": (1, None, False),
-    "batch_size": (1, None, False),
-    "lr": (0.0, None, True),
-    "weight_decay": (0.0, None, False),
-    "lr_gamma": (0.0, 1.0, True),
-}
+def all_hyperparameters(method_cls: type["Method"]) -> dict[str, Any]:
+    """The defaults of every hyperparameter of ``method_cls`` (the engine's and its own)."""
+    return {name: decl.default for name, decl in declarations(method_cls).items()}
 
 
+def hyperparameter_problems(method_cls: type["Method"], values: Mapping[str, Any]) -> list[str]:
+    """``"name: why"`` for each value its declaration does not allow."""
+    decls = declarations(method_cls)
+    out = []
+    for name, value in values.items():
+        problem = decls[name].problem(value) if name in decls else "not a hyperparameter of this method"
+        if problem:
+            out.append(f"{name}: {problem}; allowed: {decls[name].allowed() if name in decls else sorted(decls)}")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# What a method may know, and its optimizer groups
+# ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DataInfo:
     """What a method may know about its data when it builds its model."""
@@ -64,6 +164,32 @@ class DataInfo:
     class_groups: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
 
+@dataclass
+class ParamGroup:
+    """Parameters that train at ``lr_scale`` times the engine's learning rate (the schedule
+    scales every group alike); the engine logs each group's rate as ``lr/<name>``."""
+
+    name: str
+    params: list[nn.Parameter]
+    lr_scale: float = 1.0
+
+
+def groups_by_prefix(model: nn.Module, scales: Mapping[str, float], rest: str = "model") -> list[ParamGroup]:
+    """A group per entry of ``scales`` (name -> lr scale) holding the trainable parameters under
+    the submodule of that name (``{"proxies": 100.0}``: ``proxies`` and ``proxies.*``), and group
+    ``rest`` (scale 1) for the others."""
+    groups = {name: ParamGroup(name, [], float(scale)) for name, scale in scales.items()}
+    groups.setdefault(rest, ParamGroup(rest, [], 1.0))
+    for param_name, param in model.named_parameters():
+        if param.requires_grad:
+            owner = next((g for g in scales if param_name == g or param_name.startswith(g + ".")), rest)
+            groups[owner].params.append(param)
+    return [g for g in groups.values() if g.params]
+
+
+# ---------------------------------------------------------------------------
+# The interface
+# ---------------------------------------------------------------------------
 class Method:
     """Base class of every method in ``trainables/``.
 
@@ -71,22 +197,44 @@ class Method:
     samples' positions in the training set (methods that relabel need them).
     """
 
-    # The method's own hyperparameters: name -> default (paper's value, meaning in a comment).
-    hyperparameters: ClassVar[dict[str, Any]] = {}
+    # The method's own hyperparameters: name -> Hyperparameter (paper's default, meaning, allowed values).
+    hyperparameters: ClassVar[dict[str, Hyperparameter]] = {}
     # The named parts of its loss that ``training_step`` returns as ``loss/<part>`` (logged as
     # ``train/loss/<part>``; a sweep may use them as its objective).
     loss_parts: ClassVar[tuple[str, ...]] = ()
+    # The statistics ``on_epoch_end`` may return (logged as ``train/<name>``), declared so that
+    # validation can check every metric name before a sweep starts.
+    epoch_metrics: ClassVar[tuple[str, ...]] = ()
+    # True: ``build_model`` gets the backbone's last feature map (B, feature_dim, h, w) instead of
+    # pooled features (B, feature_dim), as timm's ``global_pool=''`` (a head on the map).
+    global_pool: ClassVar[bool] = True
+    # True when a training step may leave some trainable parameters without a gradient (branches a
+    # batch does not use): data-parallel trials then run DDP with ``find_unused_parameters``.
+    find_unused_parameters: ClassVar[bool] = False
 
     def __init__(self, hp: Mapping[str, Any], data: DataInfo):
+        problems = hyperparameter_problems(type(self), hp)
+        if problems:
+            raise ValueError(f"{type(self).__name__}: " + "; ".join(problems))
         self.hp = dict(hp)
         self.data = data
 
     # -- model ---------------------------------------------------------------
     def build_model(self, backbone: nn.Module, feature_dim: int) -> nn.Module:
-        """Put the method's heads on a backbone that maps images to ``feature_dim`` features."""
+        """Put the method's heads on a backbone that maps images to ``feature_dim`` features
+        (or feature maps of ``feature_dim`` channels when ``global_pool`` is False)."""
         raise NotImplementedError
 
+    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+        """The optimizer's groups. Every trainable parameter of ``model`` must be in exactly one
+        (the engine checks). Default: one group, ``model``, at the engine's rate."""
+        return [ParamGroup("model", [p for p in model.parameters() if p.requires_grad])]
+
     # -- training ------------------------------------------------------------
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before each epoch trains (``epoch`` counts from 0), also before the first
+        epoch of a resumed trial: the place for epoch-dependent weights (ramps)."""
+
     def training_step(self, model: nn.Module, batch) -> dict[str, Any]:
         """One step's losses: ``{"loss": total tensor, "logits": tensor for train accuracy,
         "loss/<part>": float, ...}``. The engine backpropagates ``loss``."""
@@ -110,7 +258,7 @@ class Method:
         """Called after each optimizer step (e.g. SCN relabels here)."""
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
-        """Extra ``train/*`` metrics for the epoch just finished (e.g. relabel counts)."""
+        """Extra ``train/*`` metrics for the epoch just finished (names from ``epoch_metrics``)."""
         return {}
 
     # -- evaluation ----------------------------------------------------------
@@ -119,14 +267,9 @@ class Method:
         """Scores for evaluation (class logits for classification)."""
         return model(inputs)
 
-    # -- state that is not in the model (relabelled targets, counters) ------
+    # -- state that is not in the model (relabelled targets) -----------------
     def state_dict(self) -> dict[str, Any]:
         return {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         pass
-
-
-def all_hyperparameters(method_cls: type[Method]) -> dict[str, Any]:
-    """Engine hyperparameters overlaid with the method's own: the keys a search space may name."""
-    return {**ENGINE_HYPERPARAMETERS, **method_cls.hyperparameters}

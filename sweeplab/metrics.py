@@ -1,8 +1,8 @@
 """Metrics computed from a split's predictions, one function per task family.
 
 Each takes the split's scores (logits), its targets and the dataset's ``DataInfo``
-and returns named floats; ``SPLIT_DETAILS`` gives the per-class tables saved as
-artifacts at the end of a trial.
+and returns named floats; ``*_details`` give the per-class tables saved as
+artifacts at the end of a trial. ``sweeplab.tasks`` names which family uses which.
 """
 
 from __future__ import annotations
@@ -103,8 +103,3 @@ def classification_details(logits: torch.Tensor, targets: torch.Tensor, info: Da
         rows.append({"class": name, "n": int(mask.sum()),
                      "acc": float((preds[mask] == k).float().mean()) if mask.any() else None})
     return {"classes": rows}
-
-
-# task family -> metrics of a split, and per-class tables for artifacts
-SPLIT_METRICS = {"classification": classification_metrics, "multilabel": multilabel_metrics}
-SPLIT_DETAILS = {"classification": classification_details, "multilabel": multilabel_details}

@@ -1,4 +1,4 @@
-"""Search spaces: the YAML syntax, and its translation to Optuna and to Ray Tune.
+"""Search spaces: the YAML syntax, and its translation to Optuna.
 
 A search-space file maps a hyperparameter name to a spec that mirrors Optuna's
 distributions exactly::
@@ -13,7 +13,9 @@ distributions exactly::
       beta: {type: float, low: 0.5, high: 0.9}  #   its keys join with "/": "scn/beta"
 
 A parameter has one spelling ("scn/beta") in YAML, Optuna, MLflow and dashboards;
-Tune's configs nest it (``{"scn": {"beta": ...}}``), see ``nest``/``flatten``.
+Tune's configs nest it (``{"scn": {"beta": ...}}``), see ``nest``/``flatten``. Tune
+gets the searched parameters from Optuna (``OptunaSearch`` with ``to_optuna``'s
+distributions) and the fixed ones as constants (``fixed_values``).
 
 Strings such as ``1e-4`` (YAML 1.1 reads exponent numbers without a dot as text)
 are taken as floats wherever a space holds a number, a choice or a fixed value.
@@ -45,6 +47,13 @@ class Issue:
 
     def __str__(self) -> str:
         return f"{self.file}: {self.key}: {self.message}"
+
+
+def brief(value: Any, most: int = 60) -> str:
+    """``repr(value)``, cut to ``most`` characters: a message names a bad value without
+    reproducing a file's content."""
+    text = repr(value)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 class SpecError(Exception):
@@ -114,7 +123,7 @@ def collect_space(
     issues: list[Issue] = []
     if not isinstance(raw, Mapping):
         where = at or "(top level)"
-        issues.append(Issue(file, where, f"must be a mapping of hyperparameter name -> spec, got {raw!r}"))
+        issues.append(Issue(file, where, f"must be a mapping of hyperparameter name -> spec, got {brief(raw)}"))
         return space, locations, issues
     _collect(raw, file, prefix, at, space, locations, issues)
     return space, locations, issues
@@ -132,7 +141,7 @@ def _collect(raw, file, prefix, at, space, locations, issues) -> None:
     for name, spec in raw.items():
         key = _join(at, name)
         if not isinstance(name, str) or not name:
-            issues.append(Issue(file, key, f"a hyperparameter name must be a non-empty string, got {name!r}"))
+            issues.append(Issue(file, key, f"a hyperparameter name must be a non-empty string, got {brief(name)}"))
             continue
         full = prefix + name
         if isinstance(spec, Mapping) and "type" not in spec and "value" not in spec:
@@ -169,10 +178,10 @@ def _parse_one(spec: Any, file: str, key: str, issues: list[Issue]) -> Param | N
 
     unknown = [k for k in spec if k not in SPEC_KEYS]
     for k in unknown:
-        problem(f"unknown key {k!r}; allowed: {', '.join(SPEC_KEYS[:-1])} (or only 'value' for a fixed value)", str(k))
+        problem(f"unknown key {brief(k)}; allowed: {', '.join(SPEC_KEYS[:-1])} (or only 'value' for a fixed value)", str(k))
     kind = spec["type"]
     if kind not in DISTRIBUTION_TYPES:
-        problem(f"unknown type {kind!r}; allowed: {', '.join(DISTRIBUTION_TYPES)} "
+        problem(f"unknown type {brief(kind)}; allowed: {', '.join(DISTRIBUTION_TYPES)} "
                 "(write the value itself, or {value: ...}, for a fixed value)", "type")
         return None
     if "value" in spec:
@@ -191,17 +200,17 @@ def _parse_categorical(spec: Mapping, problem) -> Param | None:
             problem(f"{k!r} does not apply to type categorical; it takes 'choices'", k)
     choices = spec.get("choices")
     if not isinstance(choices, list) or not choices:
-        problem(f"type categorical needs 'choices': a non-empty list, got {choices!r}", "choices")
+        problem(f"type categorical needs 'choices': a non-empty list, got {brief(choices)}", "choices")
         return None
     choices = as_number(choices)
     seen: set = set()
     for i, choice in enumerate(choices):
         if not _is_scalar_choice(choice):
-            problem(f"choice {choice!r} is not a scalar; Optuna admits None, bool, int, float, str", f"choices[{i}]")
+            problem(f"choice {brief(choice)} is not a scalar; Optuna admits None, bool, int, float, str", f"choices[{i}]")
             return None
         marker = (type(choice).__name__, choice)  # keeps 1, 1.0 and True apart
         if marker in seen:
-            problem(f"choice {choice!r} appears twice", f"choices[{i}]")
+            problem(f"choice {brief(choice)} appears twice", f"choices[{i}]")
         seen.add(marker)
     return Param("categorical", choices=tuple(choices))
 
@@ -217,7 +226,7 @@ def _parse_range(kind: str, spec: Mapping, problem) -> Param | None:
         bounds[k] = _bound(kind, k, spec[k], problem)
     log = spec.get("log", False)
     if not isinstance(log, bool):
-        problem(f"'log' must be true or false, got {log!r}", "log")
+        problem(f"'log' must be true or false, got {brief(log)}", "log")
         log = False
     step = None
     if spec.get("step") is not None:
@@ -252,11 +261,11 @@ def _parse_range(kind: str, spec: Mapping, problem) -> Param | None:
 def _bound(kind: str, name: str, value: Any, problem) -> float | int | None:
     value = as_number(value)
     if not _is_number(value) or not math.isfinite(value):
-        problem(f"{name!r} must be a finite number, got {value!r}", name)
+        problem(f"{name!r} must be a finite number, got {brief(value)}", name)
         return None
     if kind == "int":
         if float(value) != int(value):
-            problem(f"type int needs whole numbers; {name!r} is {value!r}", name)
+            problem(f"type int needs whole numbers; {name!r} is {brief(value)}", name)
             return None
         return int(value)
     return float(value)
@@ -276,58 +285,6 @@ def to_optuna(space: Mapping[str, Param]) -> dict[str, od.BaseDistribution]:
         elif p.kind == "categorical":
             out[name] = od.CategoricalDistribution(list(p.choices))
     return out
-
-
-def from_optuna(dists: Mapping[str, od.BaseDistribution]) -> dict[str, Param]:
-    out: dict[str, Param] = {}
-    for name, d in dists.items():
-        if isinstance(d, od.FloatDistribution):
-            out[name] = Param("float", low=d.low, high=d.high, log=d.log, step=d.step)
-        elif isinstance(d, od.IntDistribution):
-            out[name] = Param("int", low=d.low, high=d.high, log=d.log, step=None if d.step == 1 else d.step)
-        elif isinstance(d, od.CategoricalDistribution):
-            out[name] = Param("categorical", choices=tuple(d.choices))
-        else:
-            raise TypeError(f"{name}: unsupported Optuna distribution {type(d).__name__}")
-    return out
-
-
-# -- Ray Tune ---------------------------------------------------------------------
-
-
-def _on_grid(value: float, step: float) -> bool:
-    return decimal.Decimal(str(value)) % decimal.Decimal(str(step)) == 0
-
-
-def _tune_domain(p: Param):
-    from ray import tune
-
-    if p.kind == "fixed":
-        return p.value
-    if p.kind == "categorical":
-        return tune.choice(list(p.choices))
-    if p.kind == "float":
-        if p.log:
-            return tune.loguniform(p.low, p.high)
-        if p.step is None:
-            return tune.uniform(p.low, p.high)
-        if _on_grid(p.low, p.step):  # Tune quantizes to multiples of q counted from 0
-            return tune.quniform(p.low, p.high, p.step)
-        low, high, step = (decimal.Decimal(str(v)) for v in (p.low, p.high, p.step))
-        return tune.choice([float(low + k * step) for k in range(int((high - low) / step) + 1)])
-    # int: Optuna's high is inclusive, Tune's randint/lograndint upper bound exclusive
-    if p.log:
-        return tune.lograndint(p.low, p.high + 1)
-    if p.step is None:
-        return tune.randint(p.low, p.high + 1)
-    if p.low % p.step == 0:
-        return tune.qrandint(p.low, p.high, p.step)  # inclusive upper bound for q > 1
-    return tune.choice(list(range(p.low, p.high + 1, p.step)))
-
-
-def to_tune(space: Mapping[str, Param]) -> dict:
-    """A nested Tune ``param_space``: searched parameters as Tune domains, fixed ones as constants."""
-    return nest({name: _tune_domain(p) for name, p in space.items()})
 
 
 def fixed_values(space: Mapping[str, Param]) -> dict:

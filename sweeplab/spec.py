@@ -30,14 +30,16 @@ from typing import Any, Mapping, Sequence
 import yaml
 from pydantic import ValidationError
 
-from sweeplab.method import ENGINE_BOUNDS, ENGINE_CHOICES, ENGINE_INTEGERS, all_hyperparameters
-from sweeplab.spaces import Issue, Param, SpecError, collect_space, upper_bound
-from sweeplab.sweep_schema import (GRACE_SCHEDULERS, MULTI_OBJECTIVE_SAMPLERS, SECTIONS, STARTUP_SAMPLERS,
-                                   CheckpointSpec, FailureSpec, MethodSpec, ModelSpec, ResourcesSpec, SchedulerSpec,
-                                   SearchSpec, StorageSpec, SweepSpec, TrackingSpec, lenient, pydantic_issues)
+from sweeplab import catalog
+from sweeplab.method import Hyperparameter, all_hyperparameters, declarations
+from sweeplab.search import SAMPLERS, SCHEDULERS
+from sweeplab.spaces import Issue, Param, SpecError, brief, collect_space, upper_bound
+from sweeplab.sweep_schema import (SECTIONS, CheckpointSpec, FailureSpec, MethodSpec, ModelSpec, ResourcesSpec,
+                                   SchedulerSpec, SearchSpec, StorageSpec, SweepSpec, TrackingSpec, lenient,
+                                   pydantic_issues)
 from sweeplab.tasks import task_family
-from sweeplab.tracking import resolve_tracking_uri
-from trainables.registry import METHODS, MethodEntry
+from sweeplab.tracking import metric_name_problem, resolve_tracking_uri
+from sweeplab.yaml_files import parse_yaml, read_yaml
 
 __all__ = ["Issue", "SpecError", "Study", "Sweep", "load_sweep", "validate_files"]
 
@@ -51,7 +53,7 @@ class Study:
     """One method of a sweep: its trial budget, its (merged, flattened) space and its objective."""
 
     method: str
-    entry: MethodEntry
+    entry: catalog.MethodEntry
     num_samples: int
     space: dict[str, Param]
     space_file: Path
@@ -94,12 +96,12 @@ class Sweep:
 def load_sweep(path: str | Path, profile: str | None = None, sets: Sequence[str] = ()) -> Sweep:
     """Read a sweep file, apply ``--profile`` then ``--set``, check it. Raises ``SpecError``."""
     path = Path(path)
-    raw, issues = _read_yaml(path)
+    raw, issues = read_yaml(path)
     if issues:
         raise SpecError(issues)
     if not isinstance(raw, dict):
-        raise SpecError([Issue(str(path), "(top level)", "a sweep file must be a mapping (name, dataset, methods, "
-                               f"...), got {type(raw).__name__} {raw!r}")])
+        raise SpecError([Issue(str(path), "(top level)", "not a sweep file: expected a mapping (name, dataset, "
+                               f"methods, ...), found {_kind(raw)}")])
     doc, overlay, set_paths, issues = _overlay_profile_and_sets(raw, str(path), profile, sets)
     if issues:
         raise SpecError(issues)
@@ -120,7 +122,7 @@ def validate_files(paths: Sequence[str | Path], profile: str | None = None, sets
     for path in paths:
         profiles: list[str | None] = [profile]
         if profile is None:
-            raw, _ = _read_yaml(Path(path))
+            raw, _ = read_yaml(Path(path))
             if isinstance(raw, dict) and isinstance(raw.get("profiles"), dict):
                 profiles += list(raw["profiles"])
         for name in profiles:
@@ -134,18 +136,15 @@ def validate_files(paths: Sequence[str | Path], profile: str | None = None, sets
 # -- reading, profiles, --set -----------------------------------------------------------
 
 
-def _read_yaml(path: Path) -> tuple[Any, list[Issue]]:
-    try:
-        text = path.read_text()
-    except OSError as error:
-        return None, [Issue(str(path), "(file)", f"cannot read: {error.strerror or error}")]
-    try:
-        return yaml.safe_load(text), []
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(file)"
-        what = " ".join(str(p) for p in (getattr(error, "context", None), getattr(error, "problem", None)) if p)
-        return None, [Issue(str(path), where, f"invalid YAML: {what or error}")]
+def _kind(value: Any) -> str:
+    """What a value is, in words, without showing it (it may be a file's content)."""
+    if value is None:
+        return "nothing (an empty file)"
+    if isinstance(value, str):
+        return f"text ({len(value)} characters)"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item(s)"
+    return f"a {type(value).__name__}"
 
 
 def _overlay_profile_and_sets(raw: dict, file: str, profile: str | None, sets: Sequence[str]):
@@ -207,10 +206,9 @@ def _apply_set(doc: dict, text: str) -> tuple[str, str | None]:
         return "", f"{dotted!r} is not a dotted key path (e.g. search.sampler)"
     if parts[0] == "profiles":
         return "", "--set cannot change profiles; use --profile NAME"
-    try:
-        value = yaml.safe_load(value_text)
-    except yaml.YAMLError as error:
-        return "", f"the value is not valid YAML: {getattr(error, 'problem', error)}"
+    value, issues = parse_yaml(value_text, "--set")
+    if issues:
+        return "", f"the value is not valid YAML: {issues[0].message}"
     node = doc
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
@@ -279,9 +277,10 @@ def _build(doc: Any, file: Path, profile: str | None, origin) -> Sweep:
     dataset = _check_dataset(doc.get("dataset"), problems)
     weights = _check_weights(sections["model"], file, problems)
     search, scheduler = sections["search"], sections["scheduler"]
-    if search and search.n_startup_trials is not None and search.sampler not in STARTUP_SAMPLERS:
+    if search and search.n_startup_trials is not None and not SAMPLERS[search.sampler].startup_trials:
+        takers = [n for n, e in SAMPLERS.items() if e.startup_trials]
         problems.add("search.n_startup_trials", f"sampler {search.sampler!r} does not use it; "
-                     f"only {', '.join(STARTUP_SAMPLERS)} do (remove it or set null)")
+                     f"only {', '.join(takers)} do (remove it or set null)")
     studies = []
     methods = doc.get("methods")
     for name, raw in (methods.items() if isinstance(methods, dict) else ()):
@@ -289,12 +288,14 @@ def _build(doc: Any, file: Path, profile: str | None, origin) -> Sweep:
         if study is not None:
             studies.append(study)
     own_metrics = [(lenient(MethodSpec, raw) or MethodSpec()).metric
-                   for name, raw in (methods.items() if isinstance(methods, dict) else ()) if name in METHODS]
+                   for name, raw in (methods.items() if isinstance(methods, dict) else ())
+                   if name in catalog.entries()]
     _check_workers(doc.get("resources"), sections["resources"], studies, problems)
     if search and any(isinstance(m if m is not None else search.metric, list) for m in own_metrics):
-        if search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+        if not SAMPLERS[search.sampler].multi_objective:
+            several = [n for n, e in SAMPLERS.items() if e.multi_objective]
             problems.add("search.sampler", f"sampler {search.sampler!r} optimises one objective but a metric list "
-                         f"asks for several; allowed: {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
+                         f"asks for several; allowed: {', '.join(several)}")
     if problems.issues or spec is None or dataset is None:
         raise SpecError(problems.issues)
     return _resolved(spec, dataset, weights, studies, file, profile)
@@ -332,10 +333,10 @@ def _check_weights(model: ModelSpec | None, file: Path, problems: _Problems) -> 
 
 def _check_method(name, raw, search, scheduler, dataset, file: Path, problems: _Problems) -> Study | None:
     key = f"methods.{name}"
-    if name not in METHODS:
-        problems.add(key, f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
+    if name not in catalog.entries():
+        problems.add(key, f"unknown method {name!r}; known methods: {', '.join(catalog.names())}")
         return None
-    entry, spec = METHODS[name], lenient(MethodSpec, raw)
+    entry, spec = catalog.entry(name), lenient(MethodSpec, raw)
     if spec is None:
         return None
     try:
@@ -348,14 +349,15 @@ def _check_method(name, raw, search, scheduler, dataset, file: Path, problems: _
     n_before = len(problems.issues)
     space, space_file = _method_space(name, spec, entry, method_cls, file, problems)
     objective = _objective(name, spec, search, entry, problems, method_cls.loss_parts) if search is not None else None
-    if space is not None and scheduler is not None and scheduler.name in GRACE_SCHEDULERS:
+    if space is not None and scheduler is not None and SCHEDULERS[scheduler.name].grace_period:
         _check_grace_period(name, space, scheduler.grace_period, method_cls, problems)
+    _check_metric_names(name, entry, method_cls, problems)
     if len(problems.issues) > n_before or objective is None or space_file is None:
         return None
     return Study(name, entry, spec.num_samples, space, space_file, *objective)
 
 
-def _method_space(name, spec: MethodSpec, entry: MethodEntry, method_cls, file: Path, problems: _Problems):
+def _method_space(name, spec: MethodSpec, entry: catalog.MethodEntry, method_cls, file: Path, problems: _Problems):
     """The method's search-space file with its overrides merged in (per top-level key), checked."""
     key = f"methods.{name}"
     if spec.search_space is None:
@@ -367,14 +369,15 @@ def _method_space(name, spec: MethodSpec, entry: MethodEntry, method_cls, file: 
                      "give a path relative to the sweep file or the current directory, or null for "
                      f"search_spaces/{name}.yaml")
         return None, None
-    raw, issues = _read_yaml(path)
+    raw, issues = read_yaml(path)
     shown = _shown(path)
     problems.extend([Issue(shown, i.key, i.message) for i in issues])
     if issues:
         return None, None
     raw = {} if raw is None else raw
     if not isinstance(raw, Mapping):
-        problems.add("(top level)", f"a search space must be a mapping of hyperparameter -> spec, got {raw!r}", shown)
+        problems.add("(top level)", f"not a search space (named by {key}.search_space): expected a mapping of "
+                     f"hyperparameter name -> spec, found {_kind(raw)}", shown)
         return None, None
     n_before = len(problems.issues)
     space: dict[str, Param] = {}
@@ -389,47 +392,52 @@ def _method_space(name, spec: MethodSpec, entry: MethodEntry, method_cls, file: 
                 problems.add(locations[param_name], f"hyperparameter {param_name!r} is defined twice", source)
             space[param_name] = param
             where[param_name] = (source, locations[param_name])
-    allowed = all_hyperparameters(method_cls)
+    decls = declarations(method_cls)
     for param_name, param in space.items():
         source, at = where[param_name]
-        if param_name not in allowed:
-            problems.add(at, f"unknown hyperparameter {param_name!r} for method {name!r}; allowed: "
-                         f"{', '.join(sorted(allowed))}", source)
-        elif param_name in ENGINE_CHOICES:
-            _check_engine_choice(param_name, param, at, source, problems)
-        elif param_name in ENGINE_BOUNDS:
-            _check_engine_bounds(param_name, param, at, source, problems)
+        if param_name not in decls:
+            problems.add(at, f"unknown hyperparameter {brief(param_name)} for method {name!r}; allowed: "
+                         f"{', '.join(sorted(decls))}", source)
+        else:
+            problem = _declared_problem(param_name, decls[param_name], param)
+            if problem:
+                problems.add(at, problem, source)
     return space, (path if len(problems.issues) == n_before else None)
 
 
-def _check_engine_bounds(name: str, param: Param, at: str, source, problems: _Problems) -> None:
-    low, high, open_low = ENGINE_BOUNDS[name]
-    values = {"fixed": [param.value], "categorical": list(param.choices)}.get(param.kind, [param.low, param.high])
-    if name in ENGINE_INTEGERS and (param.kind == "float" or any(
-            isinstance(v, bool) or not float(v).is_integer() for v in values if isinstance(v, (int, float)))):
-        problems.add(at, f"{name} must be a whole number (type: int, or whole values)", source)
-        return
-    for value in values:
-        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-        ok = number is not None and (number > low if open_low else number >= low) and (high is None or number <= high)
-        if not ok:
-            allowed = f"{'>' if open_low else '>='} {low}" + ("" if high is None else f" and <= {high}")
-            problems.add(at, f"{name} {value!r} is out of range; allowed: a number {allowed}", source)
-            return
-
-
-def _check_engine_choice(name: str, param: Param, at: str, source, problems: _Problems) -> None:
-    allowed = ENGINE_CHOICES[name]
+def _declared_problem(name: str, decl: Hyperparameter, param: Param) -> str | None:
+    """Whether a search-space entry can only give values its declaration allows: a fixed value,
+    every choice, or both ends of a range (a whole-number option is searched as type int)."""
     if param.kind in ("float", "int"):
-        problems.add(at, f"{name!r} is categorical; write a value or {{type: categorical, choices: [...]}} from: "
-                     f"{', '.join(allowed)}", source)
-        return
-    for value in param.choices if param.kind == "categorical" else (param.value,):
-        if value not in allowed:
-            problems.add(at, f"{value!r} is not a known {name}; allowed: {', '.join(allowed)}", source)
+        if decl.categorical:
+            return (f"{name!r} is categorical; write a value or {{type: categorical, choices: [...]}} from: "
+                    f"{decl.allowed()}")
+        if decl.whole and param.kind == "float":
+            return f"{name} must be a whole number (type: int, or whole values)"
+        values = [param.low, param.high]
+    else:
+        values = list(param.choices) if param.kind == "categorical" else [param.value]
+    for value in values:
+        problem = decl.problem(value)
+        if problem:
+            return f"{name}: {problem}; allowed: {decl.allowed()}"
+    return None
 
 
-def _objective(name, spec: MethodSpec, search: SearchSpec, entry: MethodEntry, problems: _Problems,
+def _check_metric_names(name: str, entry: catalog.MethodEntry, method_cls, problems: _Problems) -> None:
+    """Every metric name the method reports must be one MLflow accepts: a refused name would
+    leave that epoch's metrics out of MLflow (``sweeplab.tracking`` drops a refused batch)."""
+    family = task_family(entry.task)
+    names = [*family.reported_metrics(), *(f"train/loss/{p}" for p in method_cls.loss_parts),
+             *(f"train/{m}" for m in method_cls.epoch_metrics)]
+    for metric in names:
+        problem = metric_name_problem(metric)
+        if problem:
+            problems.add(f"methods.{name}", f"method {name!r} reports metric {brief(metric)}, which MLflow refuses: "
+                         f"{problem}; rename it in the method or its task family")
+
+
+def _objective(name, spec: MethodSpec, search: SearchSpec, entry: catalog.MethodEntry, problems: _Problems,
                loss_parts: tuple[str, ...] = ()):
     """The method's metric and mode: the method's own, else the sweep's, else the registry's.
     A mode pairs with the metric of its level: a method's own metric takes the method's mode."""

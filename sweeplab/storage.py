@@ -8,7 +8,7 @@ experiment state there itself. The driver's own files (the resolved sweep file,
 ``state.json``, the Optuna journal) need a POSIX file (the journal is appended to
 under a lock), so with an object store the driver works in a local copy of them
 and uploads them (the journal with every snapshot of the searcher, see
-``runner.PrunedAwareOptunaSearch``); ``sweeplab resume URI`` downloads them again,
+``searcher.PrunedAwareOptunaSearch``); ``sweeplab resume URI`` downloads them again,
 on any machine. Credentials come from the environment (``AWS_ACCESS_KEY_ID``…, an
 instance profile), never from the URI: a sweep file's path is logged and tagged.
 """
@@ -20,9 +20,11 @@ import os
 import re
 import secrets
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 # schemes pyarrow.fs.FileSystem.from_uri opens as an object store or a remote filesystem
@@ -249,3 +251,29 @@ def find_run(target: str, storage: str = "sweeplab_results") -> RunFolder:
         f"no sweep run found at {target!r} (looked for {RESOLVED_FILE} and {STATE_FILE} in "
         + ", ".join(candidates) + " and their newest sub-folder)"
     )
+
+
+class RunInUse(RuntimeError):
+    """Another sweeplab process is running this sweep run."""
+
+
+@contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold a run's lock (``RunFolder.lock_path``): two processes driving one sweep run on a machine
+    (a resume started while the sweep still shuts down) would tell Optuna and MLflow everything twice."""
+    import fcntl
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            raise RunInUse(f"this sweep run is in use by another sweeplab process on this machine (pid {holder}, "
+                           f"lock {lock_path}); wait for it to end or stop it, then resume") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield

@@ -291,7 +291,7 @@ def describe_run(target: str, out=sys.stdout) -> tuple[str, str]:
     import tempfile
 
     from sweeplab import storage
-    from sweeplab.runner import SweepState
+    from sweeplab.state import SweepState
 
     def as_given(why: str) -> tuple[str, str]:
         location = storage.canonical(target)
@@ -322,9 +322,12 @@ def describe_run(target: str, out=sys.stdout) -> tuple[str, str]:
 def sweep_methods(folder) -> list[str]:
     """The method studies of a run, from its resolved sweep file."""
     from sweeplab.storage import RESOLVED_FILE
+    from sweeplab.yaml_files import read_yaml
 
-    doc = yaml.safe_load((folder.local / RESOLVED_FILE).read_text())
-    return list(doc.get("methods", {}))
+    doc, issues = read_yaml(folder.local / RESOLVED_FILE)
+    if issues:
+        raise SubmitError("\n".join(map(str, issues)))
+    return list(doc.get("methods", {})) if isinstance(doc, dict) else []
 
 
 def resume_request(location: str, name: str, sid: str, root: Path, commit: str | None, queue: bool = True,

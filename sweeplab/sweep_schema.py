@@ -12,15 +12,12 @@ from typing import Annotated, Any, Literal, Mapping, Sequence, get_args, get_ori
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from sweeplab import catalog, search
 from sweeplab.models import BACKBONES
-from sweeplab.spaces import Issue
-from trainables.registry import METHODS
+from sweeplab.spaces import Issue, brief
 
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2")
-MULTI_OBJECTIVE_SAMPLERS = ("nsga2", "tpe", "random")
-STARTUP_SAMPLERS = ("tpe", "gp", "cmaes")  # the samplers that take n_startup_trials
-SCHEDULERS = ("asha", "hyperband", "median", "fifo")
-GRACE_SCHEDULERS = ("asha", "median")  # the schedulers that use grace_period
+SAMPLERS = tuple(search.SAMPLERS)  # the names; what each takes is in sweeplab.search
+SCHEDULERS = tuple(search.SCHEDULERS)
 MODES = ("max", "min")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -37,7 +34,7 @@ def _metric(value: Any) -> Any:
         return value
     if isinstance(value, list) and value and all(isinstance(m, str) and m for m in value):
         return value
-    raise ValueError(f"must be a metric name or a non-empty list of metric names, got {value!r}")
+    raise ValueError(f"must be a metric name or a non-empty list of metric names, got {brief(value)}")
 
 
 def _mode(value: Any) -> Any:
@@ -45,7 +42,7 @@ def _mode(value: Any) -> Any:
         return value
     if isinstance(value, list) and value and all(m in MODES for m in value):
         return value
-    raise ValueError(f"must be 'max' or 'min' (or a list of them, one per metric), got {value!r}")
+    raise ValueError(f"must be 'max' or 'min' (or a list of them, one per metric), got {brief(value)}")
 
 
 Metric = Annotated[Any, AfterValidator(_metric)]
@@ -188,7 +185,7 @@ class SweepSpec(_Section):
     def _valid_name(cls, value: str) -> str:
         if not NAME.fullmatch(value):
             raise ValueError("must start with a letter or digit and use only letters, digits, '_', '.', '-' "
-                             f"(it names the MLflow experiment and the storage folder), got {value!r}")
+                             f"(it names the MLflow experiment and the storage folder), got {brief(value)}")
         return value
 
 
@@ -226,11 +223,14 @@ def _allowed(model: type[BaseModel] | None) -> str:
     return ", ".join(names)
 
 
-REQUIRED_HINTS = {
-    ("name",): "; the sweep's name, e.g. name: noisy_digits (names the MLflow experiment and the storage folder)",
-    ("dataset",): "; e.g. dataset: {name: noisy_digits} (the built-in data) or {name: image_folder, root: DIR}",
-    ("methods",): f"; e.g. methods: {{ce: {{num_samples: 8}}}}; known methods: {', '.join(sorted(METHODS))}",
-}
+def _required_hint(loc: tuple) -> str:
+    if loc == ("name",):
+        return "; the sweep's name, e.g. name: noisy_digits (names the MLflow experiment and the storage folder)"
+    if loc == ("dataset",):
+        return "; e.g. dataset: {name: noisy_digits} (the built-in data) or {name: image_folder, root: DIR}"
+    if loc == ("methods",):
+        return f"; e.g. methods: {{ce: {{num_samples: 8}}}}; known methods: {', '.join(catalog.names())}"
+    return ""
 
 
 def _pydantic_message(error: dict, root: type[BaseModel]) -> str:
@@ -239,27 +239,27 @@ def _pydantic_message(error: dict, root: type[BaseModel]) -> str:
     if kind == "extra_forbidden":
         return f"unknown key {loc[-1]!r}; allowed: {_allowed(_model_at(root, loc[:-1]))}"
     if kind == "missing":
-        return "required key is missing" + REQUIRED_HINTS.get(tuple(loc), "")
+        return "required key is missing" + _required_hint(tuple(loc))
     if kind in ("model_type", "dict_type"):
         model = _model_at(root, loc)
-        return f"must be a mapping{f' with keys: {_allowed(model)}' if model else ''}; got {given!r}"
+        return f"must be a mapping{f' with keys: {_allowed(model)}' if model else ''}; got {brief(given)}"
     if kind == "literal_error":
-        return f"{given!r} is not allowed; allowed: {ctx['expected']}"
+        return f"{brief(given)} is not allowed; allowed: {ctx['expected']}"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than": "<", "less_than_equal": "<="}
     if kind in bounds:
         limit = next(iter(ctx.values()))
-        return f"must be {bounds[kind]} {limit}, got {given!r}"
+        return f"must be {bounds[kind]} {limit}, got {brief(given)}"
     if kind.startswith("int_"):
-        return f"must be a whole number, got {given!r}"
+        return f"must be a whole number, got {brief(given)}"
     if kind.startswith("float_"):
-        return f"must be a number, got {given!r}"
+        return f"must be a number, got {brief(given)}"
     if kind == "string_type":
-        return f"must be text, got {given!r}"
+        return f"must be text, got {brief(given)}"
     if kind == "too_short" and loc == ("methods",):
-        return f"name at least one method; known methods: {', '.join(sorted(METHODS))}"
-    return f"{error['msg']}; got {given!r}"
+        return f"name at least one method; known methods: {', '.join(catalog.names())}"
+    return f"{error['msg']}; got {brief(given)}"
 
 
 def pydantic_issues(error: ValidationError, file: str, root: type[BaseModel], prefix: str = "") -> list[Issue]:

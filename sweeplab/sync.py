@@ -14,7 +14,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeplab import engine, storage, tracking
+from sweeplab import storage, tracking
+from sweeplab.context import trial_params
+from sweeplab.results import outcome_of, trial_run_name
+from sweeplab.state import SweepState
 from sweeplab.storage import STATE_FILE, RunFolder
 
 
@@ -47,31 +50,16 @@ def trial_results(fs, trial_path: str) -> list[dict]:
     return rows
 
 
-def outcome(status: str, last: dict, config: dict) -> str | None:
-    """The sweeplab status of a trial Tune has ended, ``None`` while it has not."""
-    from sweeplab.runner import stopped_early
-
-    if status == "ERROR":
-        return "failed"
-    if status != "TERMINATED" or "epoch" not in last:
-        return None
-    if last.get("diverged"):
-        return "diverged"
-    return "pruned" if stopped_early(last, engine.planned_epochs(config)) else "finished"
-
-
 def sync_run(run: RunFolder | Path | str) -> SyncReport:
     """Bring the MLflow runs of a sweep run (a folder or an object-store URI) up to date with
     Tune's results."""
     import pyarrow.fs
     from ray import tune
 
-    from sweeplab.runner import SweepState, trial_params
-
     folder = run if isinstance(run, RunFolder) else RunFolder.at(str(run))
     fs, base = storage.filesystem(folder.location)
     with fs.open_input_stream(f"{base}/{STATE_FILE}") as stream:  # read where the run is, in a store too
-        state = SweepState(**json.loads(stream.read()))
+        state = SweepState.from_json(stream.read())
     c = tracking.client(state.tracking_uri)
     report = SyncReport()
     for method, saved in state.studies.items():
@@ -84,12 +72,10 @@ def sync_run(run: RunFolder | Path | str) -> SyncReport:
             rows = trial_results(fs, trial.path)
             run = tracking.find_trial_run(state.tracking_uri, state.experiment_id, parent, trial.trial_id)
             if run is None:
-                run_id = c.create_run(state.experiment_id, tags={
-                    **{k: v for k, v in tags.items() if v}, "mlflow.parentRunId": parent,
-                    "mlflow.runName": f"{method}_{trial.trial_id}", tracking.TAG_TRIAL_ID: trial.trial_id,
-                    tracking.TAG_STATUS: "running",
-                }).info.run_id
-                c.log_batch(run_id, params=tracking._params(tracking.flatten_params(trial_params(trial.config))))
+                run_id = tracking.create_trial_run(c, state.experiment_id, parent, trial.trial_id,
+                                                   trial_run_name(method, trial.trial_id),
+                                                   {k: v for k, v in tags.items() if v},
+                                                   params=trial_params(trial.config))
                 report.runs_created += 1
                 logged = 0
             else:
@@ -99,9 +85,10 @@ def sync_run(run: RunFolder | Path | str) -> SyncReport:
                 step = int(row.get("epoch", 0))
                 if step > logged and not row.get("diverged"):
                     metrics = {k: v for k, v in row.items() if "/" in k or k in ("epoch", "lr")}
-                    c.log_batch(run_id, metrics=tracking._finite_metrics(metrics, step, int(row.get("timestamp", 0)) * 1000))
+                    stamp = int(row.get("timestamp", 0)) * 1000
+                    c.log_batch(run_id, metrics=tracking.loggable_metrics(metrics, step, stamp))
                     report.epochs_logged += 1
-            ended = outcome(trial.status, trial.last_result or {}, trial.config)
+            ended = outcome_of(trial)
             current = c.get_run(run_id).data.tags.get(tracking.TAG_STATUS)
             if ended is not None and current != ended:
                 tracking.close_run(c, run_id, ended, "recorded by sync-mlflow from Tune's results"

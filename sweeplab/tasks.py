@@ -1,13 +1,26 @@
-"""Task families: what a method of each family reports, under one metric naming scheme.
+"""Task families: what a method of each family reports, under one metric naming scheme,
+and the functions that compute it.
 
 Every metric is named ``<split>/<name>`` (``train/loss``, ``val/acc``, ``test/acc``)
 in Tune results, in MLflow and in dashboards. ``best/<split>/<name>`` are the
-values of the epoch with the best validation objective.
+values of the epoch with the best validation objective. A family is one entry of
+``TASKS``: the names of its metrics, the function that computes a split's metrics
+from its scores and targets, and the one that writes the per-class details saved
+with each trial (``per_class.json``). Adding a family is one entry plus its two
+functions (in ``sweeplab.metrics``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from sweeplab import metrics
+from sweeplab.method import DataInfo
+
+SplitFunction = Callable[[torch.Tensor, torch.Tensor, DataInfo], Any]
 
 
 @dataclass(frozen=True)
@@ -15,14 +28,17 @@ class TaskFamily:
     name: str
     eval_metrics: tuple[str, ...]  # computed on val and test each time they are evaluated
     train_metrics: tuple[str, ...]  # computed over the training epoch
+    split_metrics: SplitFunction  # (scores, targets, info) -> {name: float} for ``eval_metrics``
+    split_details: SplitFunction  # (scores, targets, info) -> per-class tables (JSON-ready)
 
     def epoch_metrics(self) -> tuple[str, ...]:
         """The metrics reported every epoch: the ones a scheduler and a searcher can follow."""
         return tuple(f"train/{m}" for m in self.train_metrics) + tuple(f"val/{m}" for m in self.eval_metrics)
 
     def reported_metrics(self) -> tuple[str, ...]:
-        """Every metric name a method of this family reports (loss parts come on top)."""
-        names = [f"train/{m}" for m in self.train_metrics]
+        """Every metric name the engine reports for a method of this family (the method's loss
+        parts, epoch statistics and optimizer groups come on top)."""
+        names = [f"train/{m}" for m in self.train_metrics] + ["train/samples"]
         for split in ("val", "test"):
             names += [f"{split}/{m}" for m in self.eval_metrics]
         names += [f"best/{split}/{m}" for split in ("val", "test") for m in self.eval_metrics]
@@ -35,12 +51,16 @@ TASKS: dict[str, TaskFamily] = {
         name="classification",
         eval_metrics=("loss", "acc", "mean_class_acc"),
         train_metrics=("loss", "acc"),
+        split_metrics=metrics.classification_metrics,
+        split_details=metrics.classification_details,
     ),
     # long-tailed multi-label: mAP over all classes and over the head / medium / tail groups
     "multilabel": TaskFamily(
         name="multilabel",
         eval_metrics=("loss", "mAP", "mAP_head", "mAP_medium", "mAP_tail"),
         train_metrics=("loss",),
+        split_metrics=metrics.multilabel_metrics,
+        split_details=metrics.multilabel_details,
     ),
 }
 

@@ -239,8 +239,6 @@ def loggable_metrics(metrics: Mapping[str, Any], step: int, timestamp_ms: int, w
     return [Metric(key, float(value), timestamp_ms, step) for key, value in numbers.items() if key in ok]
 
 
-
-
 # ---------------------------------------------------------------------------
 # Parent runs (one per method study), driver side
 # ---------------------------------------------------------------------------

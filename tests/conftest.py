@@ -16,6 +16,8 @@ from sweeplab.loopback import keep_local_ray_on_loopback
 
 keep_local_ray_on_loopback()  # the tests' local Ray stays on 127.0.0.1 (before any test imports ray)
 
+from sweeplab.engine import MemoryReporter  # noqa: E402 - after the loopback setting (it imports no Ray)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -133,3 +135,18 @@ def voc_root(tmp_path):
     return root
 
 
+
+
+
+class StopAfter(MemoryReporter):
+    """A reporter that stops the trial after epoch ``epoch`` as Ctrl-C would: its last checkpoint
+    is what a resumed trial starts from."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def report(self, metrics, checkpoint):
+        super().report(metrics, checkpoint)
+        if metrics["epoch"] == self.epoch:
+            raise KeyboardInterrupt

@@ -59,14 +59,29 @@ def test_methods_lists_the_registry(tmp_path):
 
 
 def test_resume_ignores_a_run_folder_without_state(tmp_path):
-    from sweeplab import runner
+    from sweeplab.storage import RESOLVED_FILE, STATE_FILE
 
     sweep_dir = tmp_path / "sweeplab_results" / "x"
     good, broken = sweep_dir / "20260101-000000", sweep_dir / "20260102-000000"
     for folder in (good, broken):
         folder.mkdir(parents=True)
-        (folder / runner.RESOLVED_FILE).write_text("name: x\n")
-    (good / runner.STATE_FILE).write_text("{}")
+        (folder / RESOLVED_FILE).write_text("name: x\n")
+    (good / STATE_FILE).write_text("{}")
     from sweeplab import storage
 
     assert storage.find_run("x", str(tmp_path / "sweeplab_results")).local == good  # the newer one never started
+
+
+def test_broken_and_hostile_files_are_refused_without_a_traceback(tmp_path):
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    laughs = tmp_path / "laughs.yaml"
+    names = ["a"] + [f"b{i}" for i in range(8)]
+    laughs.write_text("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{name}: &{name} [{', '.join(['*' + below] * 9)}]\n" for below, name in zip(names, names[1:])))
+    for path, text in ((latin1, "not UTF-8 text: byte 0xe9 at offset 9"), (laughs, "aliases")):
+        done = sweeplab("validate", str(path), cwd=tmp_path)
+        assert done.returncode == 1 and f"{path}: " in done.stderr and text in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        done = sweeplab("run", str(path), cwd=tmp_path)  # refused the same way before anything starts
+        assert done.returncode == 2 and text in done.stderr and "Traceback" not in done.stderr

@@ -13,14 +13,19 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import RandomSampler
 
 from conftest import write_sweep
 from sweeplab import distributed, engine, runner
+from sweeplab import method as engine_method
 from sweeplab.data import build_dataset
 from sweeplab.data.samplers import ClassAwareSampler
 from sweeplab.distributed import ShardedSampler, TorchDistributed
-from sweeplab.engine import CONTEXT_KEY, MemoryReporter
+from sweeplab.catalog import method_class
+from sweeplab.context import CONTEXT_KEY, DistributedContext, TrialContext
+from sweeplab.ray_session import ResourcesUnavailable, check_resources
+from sweeplab.engine import MemoryReporter
 from sweeplab.models import build_backbone
 from sweeplab.spaces import SpecError
 from sweeplab.spec import Sweep, load_sweep
@@ -93,9 +98,9 @@ def test_resources_are_checked_against_a_local_ray_per_worker(tmp_path, monkeypa
     import ray
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
-    runner.check_resources(sweep_with(tmp_path, {"workers": 2, "cpus_per_worker": 1}), address_given=False)
-    with pytest.raises(runner.ResourcesUnavailable, match=r"resources.cpus_per_worker: .*3 workers x 1 CPU"):
-        runner.check_resources(sweep_with(tmp_path, {"workers": 3, "cpus_per_worker": 1}), address_given=False)
+    check_resources(sweep_with(tmp_path, {"workers": 2, "cpus_per_worker": 1}), address_given=False)
+    with pytest.raises(ResourcesUnavailable, match=r"resources.cpus_per_worker: .*3 workers x 1 CPU"):
+        check_resources(sweep_with(tmp_path, {"workers": 3, "cpus_per_worker": 1}), address_given=False)
 
 
 def test_a_local_ray_runs_as_many_multi_worker_trials_at_once_as_fit(tmp_path):
@@ -107,9 +112,9 @@ def test_a_local_ray_runs_as_many_multi_worker_trials_at_once_as_fit(tmp_path):
 
 
 def test_a_multi_worker_trial_records_its_workers_in_mlflow_params():
-    ctx = {"dataset": DIGITS, "model": {}, "seed": 0}
-    assert "workers" not in runner.context_params(ctx)
-    assert runner.context_params({**ctx, "distributed": {"workers": 2}})["workers"] == 2
+    ctx = TrialContext(method="ce", dataset=DIGITS, model={}, seed=0)
+    assert "workers" not in ctx.run_params()
+    assert ctx.but(distributed=DistributedContext(workers=2)).run_params()["workers"] == 2
 
 
 # ---------------------------------------------------------------------------
@@ -170,14 +175,14 @@ def one_epoch(method_name: str, dataset: dict, parallel, batch_size: int = 64):
     """One epoch of a method's own step on a BatchNorm-free small CNN, plain SGD."""
     torch.manual_seed(0)
     data = build_dataset(dataset, 0)
-    method_cls = engine.load_method_class(method_name)
+    method_cls = method_class(method_name)
     hp = engine.resolve_hyperparameters(method_cls, {"batch_size": batch_size, "optimizer": "sgd", "lr": 0.05,
                                                      "momentum": 0.0, "weight_decay": 0.0})
     method = method_cls(hp, data.info)
     method.attach_train_data(data.train, data.train_clean_targets)
     backbone, features = build_backbone("small_cnn", data.info.input_shape[0])
     model = method.build_model(without_batchnorm(backbone), features)
-    optimizer = engine.make_optimizer(hp, model.parameters())
+    optimizer = engine.make_optimizer(hp, method.param_groups(model))
     loader, second = engine.train_loaders(method, data, batch_size, engine.epoch_generator(0, 0), False, parallel)
     metrics = engine.train_one_epoch(method, parallel.wrap_model(model), loader, optimizer, torch.device("cpu"),
                                      second, parallel)
@@ -207,6 +212,49 @@ def _roundtrip(obj):
     torch.save(obj, buffer)
     buffer.seek(0)
     return buffer
+
+
+class AuxBranchNet(nn.Module):
+    def __init__(self, backbone, feature_dim, num_classes):
+        super().__init__()
+        self.backbone = backbone
+        self.fc = nn.Linear(feature_dim, num_classes)
+        self.aux = nn.Linear(feature_dim, num_classes)  # trained on some steps only
+
+    def forward(self, x, with_aux: bool):
+        features = self.backbone(x)
+        return self.fc(features), (self.aux(features) if with_aux else None)
+
+
+class UnusedBranch(engine_method.Method):
+    """A step uses the auxiliary branch every other step (as DMUE's branch j sits out a batch
+    without class j): DDP must be told that some parameters get no gradient."""
+
+    find_unused_parameters = True
+
+    def __init__(self, hp, data):
+        super().__init__(hp, data)
+        self.steps = 0
+
+    def build_model(self, backbone, feature_dim):
+        return AuxBranchNet(backbone, feature_dim, self.data.num_classes)
+
+    def training_step(self, model, batch):
+        inputs, targets, _ = batch
+        self.steps += 1
+        logits, aux = model(inputs, with_aux=self.steps % 2 == 0)
+        loss = F.cross_entropy(logits, targets)
+        if aux is not None:
+            loss = loss + F.cross_entropy(aux, targets)
+        return {"loss": loss, "logits": logits}
+
+    @torch.no_grad()
+    def predict(self, model, inputs):
+        return model(inputs, with_aux=False)[0]
+
+
+class UnusedBranchUndeclared(UnusedBranch):
+    find_unused_parameters = False
 
 
 def scenarios(parallel: TorchDistributed, shared: Path) -> dict:
@@ -255,6 +303,17 @@ def scenarios(parallel: TorchDistributed, shared: Path) -> dict:
     # a loss that blows up ends the trial on every rank (no rank left waiting in a collective)
     diverged = MemoryReporter()
     out["diverged"] = engine.train(trial(lr=1e12, optimizer="sgd", momentum=0.0), diverged, None, parallel)
+
+    # a branch some steps leave unused: fine when the method says so (DDP finds the unused parameters)
+    unused = KeepingReporter()
+    engine.train(trial(epochs=1), unused, None, parallel, method_cls=UnusedBranch)
+    out["unused"] = {"results": unused.results, "final": unused.checkpoints[-1]}
+    # ... and DDP's error when it does not (last: the group is of no use to DDP after it)
+    try:
+        engine.train(trial(epochs=1), MemoryReporter(), None, parallel, method_cls=UnusedBranchUndeclared)
+        out["undeclared"] = None
+    except RuntimeError as exc:
+        out["undeclared"] = str(exc)
     return out
 
 
@@ -328,6 +387,15 @@ def test_relabelled_targets_are_shared_between_ranks(ranks):
     assert torch.equal(zero["targets"], one["targets"])
     assert sum(r["train/relabel_count"] for r in zero["results"]) > 0
     assert not torch.equal(zero["targets"], build_dataset(DIGITS, 1).train.targets)
+
+
+def test_a_branch_some_steps_leave_unused_trains_under_ddp_when_the_method_says_so(ranks):
+    zero, one = ranks[0]["unused"], ranks[1]["unused"]
+    assert [r["epoch"] for r in zero["results"]] == [1]
+    for name, tensor in zero["final"]["model"].items():
+        if "running_" not in name and "num_batches" not in name:
+            assert torch.equal(tensor, one["final"]["model"][name]), name  # the ranks stay in step
+    assert "find_unused_parameters" in ranks[0]["undeclared"]  # DDP's own advice, without the flag
 
 
 def test_a_diverging_data_parallel_trial_ends_on_every_rank(ranks):

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from sweeplab import engine
-from sweeplab.engine import CONTEXT_KEY, MemoryReporter, train
+from sweeplab.context import CONTEXT_KEY
+from sweeplab.engine import MemoryReporter, train
+from trainables.ce import CrossEntropy
 
 
 def trial_config(**hp):
@@ -108,19 +110,24 @@ def test_unknown_hyperparameter_is_refused():
         train(trial_config(no_such_hp=1), MemoryReporter())
 
 
+def test_a_value_its_declaration_does_not_allow_is_refused_before_training():
+    tracker = RecordingTracker()
+    with pytest.raises(ValueError, match=r"batch_size: 0 is out of range; allowed: a whole number >= 1"):
+        train(trial_config(batch_size=0), MemoryReporter(), tracker)
+    assert tracker.events == []  # nothing started (the driver records the trial as failed)
+
+
+class FailsInItsStep(CrossEntropy):
+    def training_step(self, model, batch):
+        raise ValueError("a bug in the method's step")
+
+
 def test_a_failing_trial_is_recorded_failed_and_raises():
     tracker = RecordingTracker()
-    with pytest.raises(ValueError):
-        train(trial_config(batch_size=0), MemoryReporter(), tracker)  # DataLoader refuses batch_size 0
+    with pytest.raises(ValueError, match="a bug"):
+        train(trial_config(), MemoryReporter(), tracker, method_cls=FailsInItsStep)
     assert tracker.events[-1][:2] == ("finish", "failed")
-    assert "ValueError" in tracker.events[-1][2]
-
-
-def test_planned_epochs_uses_config_or_default():
-    assert engine.planned_epochs(trial_config(epochs=7)) == 7
-    cfg = trial_config()
-    del cfg["epochs"]
-    assert engine.planned_epochs(cfg) == engine.all_hyperparameters(engine.load_method_class("ce"))["epochs"]
+    assert "ValueError: a bug in the method's step" in tracker.events[-1][2]
 
 
 def test_engine_trains_a_resnet_on_a_users_image_folder(tmp_path):

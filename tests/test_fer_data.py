@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from sweeplab.data import DATASETS, FerCsvOptions, RafDbOptions, build_dataset, parse_dataset_options
 from sweeplab.data.fer import RAF_DB_CLASSES, stratified_holdout
-from sweeplab.engine import CONTEXT_KEY, MemoryReporter, train
+from sweeplab.context import CONTEXT_KEY
+from sweeplab.engine import MemoryReporter, train
 from sweeplab.spec import SpecError, load_sweep
 
 from conftest import REPO

@@ -279,7 +279,7 @@ def test_an_epoch_of_the_engine_with_paired_batches():
                                 (torch.rand(12, 3, generator=g) > 0.6).float())
     loader = DataLoader(data, batch_size=4, shuffle=True, generator=g, drop_last=True)
     second = DataLoader(data, batch_size=4, shuffle=True, generator=g, drop_last=True)
-    opt = make_optimizer(method.hp, model.parameters())
+    opt = make_optimizer(method.hp, method.param_groups(model))
     before = model.compensation_u.shift_pos.detach().clone()
     metrics = train_one_epoch(method, model, loader, opt, torch.device("cpu"), second)
     for key in ("train/loss", "train/loss/cls_uniform", "train/loss/cls_rebalanced", "train/loss/con"):
@@ -301,7 +301,7 @@ def test_paired_sampler_is_the_class_aware_sampler():
 
 def test_compensation_is_off_by_default():
     """Its learnable form has a minimum that ignores the logits (see trainables/ltml.py)."""
-    assert LTML.hyperparameters["compensation"] is False
+    assert LTML.hyperparameters["compensation"].default is False
     method = LTML(all_hyperparameters(LTML), data_info())
     backbone, dim = build_backbone("small_cnn", 1)
     model = method.build_model(backbone, dim)

@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from sweeplab.engine import CONTEXT_KEY, MemoryReporter, load_method_class, train
+from sweeplab.catalog import method_class as load_method_class
+from sweeplab.context import CONTEXT_KEY
+from sweeplab.engine import MemoryReporter, train
 from sweeplab.method import Method, all_hyperparameters
 from sweeplab.spaces import parse_space
 from sweeplab.tasks import task_family
@@ -59,6 +61,11 @@ def test_method_trains_reports_checkpoints_and_resumes(name):
     for key, value in first.results[-1].items():
         assert math.isfinite(value), key
     assert entry.metric in first.results[-1]
+    cls = load_method_class(name)  # every name it reports is declared (validation checks them for MLflow)
+    declared = set(task_family(entry.task).reported_metrics()) | {f"train/loss/{p}" for p in cls.loss_parts} \
+        | {f"train/{m}" for m in cls.epoch_metrics}
+    reported = {k for r in first.results for k in r if not k.startswith("lr/")}
+    assert reported <= declared, reported - declared
     # a resume from epoch 1 reproduces epoch 2 exactly
 
     class StopAfterOne(MemoryReporter):
@@ -75,17 +82,42 @@ def test_method_trains_reports_checkpoints_and_resumes(name):
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_every_trainable_parameter_is_optimised(name):
-    """The engine optimises model.parameters(): a method must not keep trainable tensors elsewhere."""
+def test_every_trainable_parameter_is_in_one_optimizer_group_and_changes_after_a_step(name):
+    """A method must not keep trainable tensors outside its model, nor leave one out of its groups."""
+    from sweeplab import engine
     from sweeplab.data import build_dataset
     from sweeplab.models import build_backbone
 
     entry = METHODS[name]
     cls = load_method_class(name)
     data = build_dataset(BUILT_IN[entry.task], seed=0)
-    method = cls(all_hyperparameters(cls), data.info)
-    backbone, dim = build_backbone("small_cnn", data.info.input_shape[0])
+    hp = {**all_hyperparameters(cls), "optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0,
+          "batch_size": 32}
+    method = cls(hp, data.info)
+    method.attach_train_data(data.train, data.train_clean_targets)
+    backbone, dim = build_backbone("small_cnn", data.info.input_shape[0], global_pool=cls.global_pool)
     model = method.build_model(backbone, dim)
     owned = [v for v in vars(method).values() if isinstance(v, torch.nn.Parameter)]
     assert not owned
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
+    groups = engine.optimizer_groups(method, model)  # raises if a parameter is left out or counted twice
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and sorted(id(p) for g in groups for p in g.params) == sorted(id(p) for p in trainable)
+    optimizer = engine.make_optimizer(hp, groups)
+    loader, second = engine.train_loaders(method, data, 32, engine.epoch_generator(0, 0), False)
+    batch = next(iter(loader)) if second is None else (next(iter(loader)), next(iter(second)))
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    method.on_epoch_start(0)
+    model.train()
+    method.training_step(model, batch)["loss"].backward()
+    optimizer.step()
+    unchanged = [n for n, p in model.named_parameters() if p.requires_grad and torch.equal(p, before[n])]
+    assert unchanged == []
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_hyperparameter_is_declared_with_a_default_it_allows(name):
+    from sweeplab.method import declarations
+
+    for key, decl in declarations(load_method_class(name)).items():
+        assert decl.meaning, key
+        assert decl.problem(decl.default) is None, key

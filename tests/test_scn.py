@@ -10,7 +10,8 @@ import torch
 
 from sweeplab.data import build_dataset
 from sweeplab.data.indexed import IndexedTensorDataset
-from sweeplab.engine import CONTEXT_KEY, MemoryReporter, train
+from sweeplab.context import CONTEXT_KEY
+from sweeplab.engine import MemoryReporter, train
 from sweeplab.method import DataInfo, all_hyperparameters
 from sweeplab.models import build_backbone
 from trainables.scn import (
@@ -188,10 +189,12 @@ def test_relabel_epoch_counts_from_one():
     method, dataset = attached([0, 0], relabel_epoch=2)
     batch = (None, torch.tensor([0, 0]), torch.tensor([0, 1]))
     outputs = step_outputs([1.0, 1.0], [[0.0, 5.0, 0.0], [0.0, 5.0, 0.0]])
+    method.on_epoch_start(0)  # the engine's epoch, counted from 0
     assert not method.relabelling()
     method.after_optimizer_step(None, batch, outputs)  # epoch 1: before relabel_epoch
     assert dataset.targets.tolist() == [0, 0]
     assert method.on_epoch_end(0)["relabel_count"] == 0
+    method.on_epoch_start(1)
     assert method.relabelling()
     method.after_optimizer_step(None, batch, outputs)  # epoch 2: relabels
     assert dataset.targets.tolist() == [1, 1]
@@ -273,17 +276,19 @@ def test_epoch_metrics_count_changes_and_their_precision():
     assert metrics["relabel_count"] == 1 and "relabel_precision" not in metrics and "label_noise" not in metrics
 
 
-def test_state_dict_round_trips_the_targets_and_the_epoch():
+def test_state_dict_round_trips_the_targets_and_the_engine_tells_the_epoch():
     method, dataset = attached([0, 0, 0], relabel_epoch=2)
+    method.on_epoch_start(0)
     method.on_epoch_end(0)
     dataset.targets[1] = 2
     state = method.state_dict()
-    assert state["targets"].tolist() == [0, 2, 0] and state["epochs_done"] == 1
+    assert state["targets"].tolist() == [0, 2, 0] and set(state) == {"targets"}  # no epoch counter of its own
     fresh, fresh_data = attached([0, 0, 0], relabel_epoch=2)
     shared = fresh_data.targets
     fresh.load_state_dict(state)
     assert fresh_data.targets.tolist() == [0, 2, 0] and fresh_data.targets is shared  # written in place
-    assert fresh.relabelling()  # epoch 2 next
+    fresh.on_epoch_start(1)  # what the engine calls before epoch 2 of the resumed trial
+    assert fresh.relabelling()
     other, _ = attached([0, 0], relabel_epoch=2)
     with pytest.raises(ValueError, match="shape"):
         other.load_state_dict(state)

@@ -1,4 +1,4 @@
-"""Search-space YAML <-> Param <-> Optuna / Tune, and the problems a space file can have."""
+"""Search-space YAML <-> Param <-> Optuna, and the problems a space file can have."""
 
 from __future__ import annotations
 
@@ -14,11 +14,9 @@ from sweeplab.spaces import (
     SpecError,
     fixed_values,
     flatten,
-    from_optuna,
     nest,
     parse_space,
     to_optuna,
-    to_tune,
     upper_bound,
 )
 
@@ -42,10 +40,6 @@ SPACE = textwrap.dedent(
 
 def parse(text: str) -> dict[str, Param]:
     return parse_space(yaml.safe_load(textwrap.dedent(text)), "space.yaml")
-
-
-def sample_tune(domain, n=400):
-    return domain.sample(size=n, random_state=0)
 
 
 def test_parse_reads_every_kind():
@@ -83,7 +77,6 @@ def test_optuna_round_trip():
     assert dists["epochs"] == IntDistribution(2, 8)
     assert dists["scn/warmup"] == IntDistribution(0, 10, step=2)
     assert dists["batch_size"] == CategoricalDistribution([32, 64, 128])
-    assert from_optuna(dists) == searched
 
 
 def test_int_upper_bound_is_inclusive_in_optuna():
@@ -93,44 +86,8 @@ def test_int_upper_bound_is_inclusive_in_optuna():
     assert values == set(range(2, 9))
 
 
-def test_int_upper_bound_is_inclusive_in_tune():
-    # Tune's randint upper bound is exclusive: to_tune must pass high + 1
-    domain = to_tune(parse("epochs: {type: int, low: 2, high: 8}"))["epochs"]
-    assert (domain.lower, domain.upper) == (2, 9)
-    assert set(sample_tune(domain)) == set(range(2, 9))
-
-
-def test_int_log_and_step_in_tune():
-    space = parse("w: {type: int, low: 1, high: 4, log: true}\ns: {type: int, low: 0, high: 10, step: 5}\n"
-                  "t: {type: int, low: 1, high: 7, step: 3}")
-    tune_space = to_tune(space)
-    assert set(sample_tune(tune_space["w"])) == {1, 2, 3, 4}
-    assert set(sample_tune(tune_space["s"])) == {0, 5, 10}
-    assert set(sample_tune(tune_space["t"])) == {1, 4, 7}  # low not a multiple of step: the same grid as Optuna
-
-
-def test_float_in_tune():
-    space = parse("lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}\n"
-                  "wd: {type: float, low: 0.0, high: 1.0e-3, step: 2.5e-4}\n"
-                  "m: {type: float, low: 0.05, high: 0.25, step: 0.1}\n"
-                  "p: {type: float, low: 0.5, high: 0.9}")
-    tune_space = to_tune(space)
-    lr = sample_tune(tune_space["lr"])
-    assert 1e-4 <= min(lr) and max(lr) <= 0.1 and min(lr) < 1e-3  # log scale reaches the low decades
-    wd = sample_tune(tune_space["wd"])
-    assert sorted({round(v, 12) for v in wd}) == [0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3]  # quantized, both ends
-    assert sorted({round(v, 12) for v in sample_tune(tune_space["m"])}) == [0.05, 0.15, 0.25]
-    p = sample_tune(tune_space["p"])
-    assert 0.5 <= min(p) and max(p) <= 0.9
-
-
-def test_categorical_and_fixed_in_tune_nest_groups():
+def test_fixed_values_nest_groups():
     space = parse(SPACE)
-    tune_space = to_tune(space)
-    assert set(sample_tune(tune_space["batch_size"])) == {32, 64, 128}
-    assert tune_space["label_smoothing"] == 0.1
-    assert tune_space["scn"]["relabel"] is True
-    assert set(tune_space["scn"]) == {"beta", "warmup", "relabel"}
     assert fixed_values(space) == {"label_smoothing": 0.1, "milestones": [3, 6], "optimizer": "adam",
                                    "scn": {"relabel": True}}
 
@@ -195,11 +152,3 @@ def test_all_problems_reported_together():
         parse("a: {type: float, low: 1, high: 0}\nb: {type: int, low: 1, high: 1}\nc: {type: what}\n"
               "d: {type: float, low: 0.1, high: 1.0}")
     assert [i.key for i in caught.value.issues] == ["a", "b", "c.type"]
-
-
-def test_tune_space_converts_back_to_the_same_optuna_space():
-    # Ray's own Tune -> Optuna translation must see the distributions to_optuna gives (bounds included)
-    from ray.tune.search.optuna import OptunaSearch
-
-    space = parse(SPACE)
-    assert OptunaSearch.convert_search_space(to_tune(space)) == to_optuna(space)

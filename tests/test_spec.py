@@ -100,13 +100,14 @@ BAD = [
     ("missing search-space file", edit(methods__ce__search_space="nowhere.yaml"), SPACE, None, (), "sweep",
      "methods.ce.search_space", "search-space file not found"),
     ("search-space file not a mapping", SWEEP, "- lr\n- epochs\n", None, (), "space", "(top level)",
-     "must be a mapping of hyperparameter"),
+     "not a search space (named by methods.ce.search_space): expected a mapping of hyperparameter name -> spec, "
+     "found a list of 2 item(s)"),
     ("search-space file invalid YAML", SWEEP, "lr: {type: float\n", None, (), "space", "line 2", "invalid YAML"),
     ("bad engine choice", edit(methods__ce__overrides={"optimizer": "rmsprop"}), SPACE, None, (), "sweep",
-     "methods.ce.overrides.optimizer", "'rmsprop' is not a known optimizer; allowed: sgd, adam, adamw"),
+     "methods.ce.overrides.optimizer", "optimizer: 'rmsprop' is not allowed; allowed: 'sgd', 'adam', 'adamw'"),
     ("bad engine choice in categorical", SWEEP,
      {**SPACE, "lr_schedule": {"type": "categorical", "choices": ["cosine", "step"]}}, None, (), "space",
-     "lr_schedule", "'step' is not a known lr_schedule; allowed: constant, cosine, exponential"),
+     "lr_schedule", "lr_schedule: 'step' is not allowed; allowed: 'constant', 'cosine', 'exponential'"),
     ("unknown profile", SWEEP, SPACE, "cluster", (), "sweep", "--profile",
      "unknown profile 'cluster'; profiles in this file: demo"),
     ("--set without =", SWEEP, SPACE, None, ("methods.ce.num_samples",), "sweep", "--set",
@@ -123,13 +124,14 @@ BAD = [
      "must be 'max' or 'min'"),
     ("multi-objective with cmaes", edit(search__sampler="cmaes", search__metric=["val/acc", "val/loss"],
                                         search__mode=["max", "min"], scheduler__name="fifo"), SPACE, None, (),
-     "sweep", "search.sampler", "allowed: nsga2, tpe, random"),
+     "sweep", "search.sampler", "allowed: tpe, random, nsga2"),
     ("metric list with one mode", edit(search__sampler="nsga2", search__metric=["val/acc", "val/loss"],
                                        search__mode="max", scheduler__name="fifo"), SPACE, None, (), "sweep",
      "search.mode", "does not match metric"),
     ("n_startup_trials with random", edit(search__sampler="random", search__n_startup_trials=5), SPACE, None, (),
-     "sweep", "search.n_startup_trials", "only tpe, gp, cmaes do"),
-    ("not a mapping", "- name: x\n", SPACE, None, (), "sweep", "(top level)", "must be a mapping"),
+     "sweep", "search.n_startup_trials", "only tpe, cmaes, gp do"),
+    ("not a mapping", "- name: x\n", SPACE, None, (), "sweep", "(top level)",
+     "not a sweep file: expected a mapping (name, dataset, methods, ...), found a list of 1 item(s)"),
     ("invalid YAML", "name: x\nmethods: {ce: [\n", SPACE, None, (), "sweep", "line 3", "invalid YAML"),
     ("missing required key", edit(dataset=None), SPACE, None, (), "sweep", "dataset",
      "required key is missing; e.g. dataset: {name: noisy_digits}"),
@@ -301,10 +303,11 @@ def test_validate_files_checks_every_profile(tmp_path):
 
 
 @pytest.mark.parametrize("entry, fragment", [
-    ({"epochs": 0}, "epochs 0 is out of range; allowed: a number >= 1"),
-    ({"batch_size": {"type": "categorical", "choices": [0, 32]}}, "batch_size 0 is out of range"),
-    ({"lr": {"type": "float", "low": 0.0, "high": 0.1}}, "lr 0.0 is out of range; allowed: a number > 0.0"),
-    ({"lr_gamma": 1.5}, "lr_gamma 1.5 is out of range; allowed: a number > 0.0 and <= 1.0"),
+    ({"epochs": 0}, "epochs: 0 is out of range; allowed: a whole number >= 1"),
+    ({"batch_size": {"type": "categorical", "choices": [0, 32]}}, "batch_size: 0 is out of range"),
+    ({"lr": {"type": "float", "low": 0.0, "high": 0.1}}, "lr: 0.0 is out of range; allowed: a number > 0"),
+    ({"lr_gamma": 1.5}, "lr_gamma: 1.5 is out of range; allowed: a number > 0 and <= 1"),
+    ({"momentum": -0.5}, "momentum: -0.5 is out of range; allowed: a number >= 0"),
 ])
 def test_engine_hyperparameters_out_of_range(tmp_path, entry, fragment):
     doc = copy.deepcopy(SWEEP)
@@ -359,5 +362,85 @@ def test_epochs_and_batch_size_must_be_whole(tmp_path):
     for entry in ({"epochs": 2.5}, {"batch_size": {"type": "float", "low": 16, "high": 64}}):
         doc = copy.deepcopy(SWEEP)
         doc["methods"]["ce"]["overrides"] = entry
-        with pytest.raises(SpecError, match="must be a whole number"):
+        with pytest.raises(SpecError, match="is not a whole number|must be a whole number"):
             load_sweep(write(tmp_path, doc))
+
+
+# -- a method's own options, declared once beside their defaults ---------------------------------------
+@pytest.mark.parametrize("method, entry, fragment", [
+    ("scn", {"relabel_scope": "high"}, "relabel_scope: 'high' is not allowed; allowed: 'all', 'low'"),
+    ("scn", {"beta": 1.5}, "beta: 1.5 is out of range; allowed: a number >= 0 and <= 1"),
+    ("scn", {"beta": {"type": "float", "low": 0.5, "high": 1.2}}, "beta: 1.2 is out of range"),
+    ("scn", {"relabel_epoch": {"type": "categorical", "choices": [5, "sometimes"]}},
+     "relabel_epoch: 'sometimes' is not a number; allowed: a whole number >= 1, or 'never'"),
+    ("scn", {"relabel_scope": {"type": "float", "low": 0, "high": 1}}, "'relabel_scope' is categorical"),
+    ("ltml", {"consistency": "kl"}, "consistency: 'kl' is not allowed; allowed: 'probs', 'logits'"),
+    ("ltml", {"compensation": 1}, "compensation: 1 is not allowed; allowed: False, True"),
+    ("bce", {"sampler_epoch_length": 0}, "sampler_epoch_length: 0 is out of range; allowed: a number > 0"),
+])
+def test_a_methods_options_are_checked_before_anything_runs(tmp_path, method, entry, fragment):
+    dataset = {"name": "noisy_digits"} if method == "scn" else {"name": "lt_digits"}
+    doc = {**copy.deepcopy(SWEEP), "dataset": dataset,
+           "methods": {method: {"num_samples": 1, "overrides": entry}}}
+    issues = validate_files([write(tmp_path, doc)])
+    key = f"methods.{method}.overrides.{next(iter(entry))}"
+    assert any(i.key == key and fragment in i.message for i in issues), issues
+
+
+def test_every_values_a_search_space_can_give_are_checked(tmp_path):
+    space = {**SPACE, "label_smoothing": {"type": "float", "low": 0.0, "high": 1.5}}
+    issues = validate_files([write(tmp_path, SWEEP, space)])
+    assert [(i.file, i.key) for i in issues] == [("space.yaml", "label_smoothing")]
+    assert "label_smoothing: 1.5 is out of range; allowed: a number >= 0 and <= 1" in issues[0].message
+
+
+# -- metric names MLflow would refuse ---------------------------------------------------------------------
+def test_a_metric_name_mlflow_refuses_is_an_error_at_validation(tmp_path, monkeypatch):
+    from trainables.scn import SCN
+
+    monkeypatch.setattr(SCN, "epoch_metrics", (*SCN.epoch_metrics, "recall@1"))
+    doc = {**copy.deepcopy(SWEEP), "methods": {"scn": {"num_samples": 1}}}
+    issues = validate_files([write(tmp_path, doc)])
+    [issue] = [i for i in issues if i.key == "methods.scn"]
+    assert "reports metric 'train/recall@1', which MLflow refuses" in issue.message and "'@'" in issue.message
+
+
+# -- hostile and broken files -------------------------------------------------------------------------------
+BILLION_LAUGHS = "name: lol\n" + "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9))
+
+
+def test_nested_aliases_are_refused_at_once(tmp_path):
+    import time
+
+    path = tmp_path / "lol.yaml"
+    path.write_text(BILLION_LAUGHS)
+    assert path.stat().st_size < 1000  # a few hundred bytes standing for 9^9 values
+    started = time.monotonic()
+    [issue] = validate_files([path])
+    assert time.monotonic() - started < 20  # (it took > 30 s, growing without bound, before the bound)
+    assert issue.file == str(path) and "aliases" in issue.message and "refused" in issue.message
+
+
+def test_a_sweep_file_that_is_not_utf8_is_refused_with_the_byte_offset(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    [issue] = validate_files([path])
+    assert issue.file == str(path) and "not UTF-8 text: byte 0xe9 at offset 9" in issue.message
+
+
+def test_a_search_space_that_is_another_kind_of_file_is_named_not_shown(tmp_path):
+    secrets = tmp_path / "passwd"
+    secrets.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+    doc = {**copy.deepcopy(SWEEP), "methods": {"ce": {"num_samples": 1, "search_space": str(secrets)}}}
+    issues = validate_files([write(tmp_path, doc)])
+    text = "\n".join(map(str, issues))
+    assert [Path(i.file).name for i in issues] == ["passwd"]  # the file is named (relative to the cwd)
+    assert "not a search space (named by methods.ce.search_space)" in text
+    assert "root" not in text and "nologin" not in text and "bash" not in text  # its content is not shown
+
+
+def test_set_values_go_through_the_same_reader(tmp_path):
+    error = errors_of(write(tmp_path, SWEEP), sets=["methods.ce.num_samples=[*x]"])
+    [issue] = error.issues
+    assert issue.key == "--set" and "not valid YAML" in issue.message

@@ -67,8 +67,8 @@ def test_a_run_in_use_on_this_machine_is_refused_before_its_local_copy_is_touche
     assert run.remote
     run.local.mkdir(parents=True)
     (run.local / storage.JOURNAL_FILE).write_text("the running driver's journal")
-    with runner.exclusive(run.lock_path):  # a driver runs it
-        with pytest.raises(runner.RunInUse, match="in use by another sweeplab process on this machine"):
+    with storage.exclusive(run.lock_path):  # a driver runs it
+        with pytest.raises(storage.RunInUse, match="in use by another sweeplab process on this machine"):
             runner.resume_sweep(run)
     assert (run.local / storage.JOURNAL_FILE).read_text() == "the running driver's journal"
     assert run.pull().local == run.local and not (run.local / storage.JOURNAL_FILE).exists()  # now replaced

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,15 +17,19 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from conftest import end_session, finished_trial_ids, runs_of, write_sweep
-from sweeplab import runner, storage
+from sweeplab import runner, storage, tracking
+from sweeplab.ray_session import ResourcesUnavailable
+from sweeplab.results import format_summary
+from sweeplab.spaces import Param
 from sweeplab.spec import load_sweep
+from sweeplab.storage import JOURNAL_FILE
 
 pytestmark = pytest.mark.integration
 SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
 
 
 def optuna_trials(run_dir: Path, study_name: str):
-    storage = JournalStorage(JournalFileBackend(str(run_dir / runner.JOURNAL_FILE)))
+    storage = JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
     return optuna.load_study(study_name=study_name, storage=storage).trials
 
 
@@ -90,7 +95,7 @@ def test_sweep_records_a_parent_and_one_child_per_trial(workdir, capsys):
     again = sync_run(run_dir)
     assert (again.runs_created, again.epochs_logged, again.statuses_set) == (0, 0, 0)
 
-    table = runner.format_summary([result], uri)
+    table = format_summary([result], tracking.ui_command(uri))
     assert result.best["run_id"] in table and f"mlflow ui --backend-store-uri {uri}" in table
     assert "trial" in capsys.readouterr().out  # progress lines while it ran
 
@@ -166,18 +171,23 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(workdir)
 
 
 def test_failed_and_diverged_trials_are_recorded_and_the_sweep_goes_on(workdir):
-    """momentum -1 makes SGD refuse to start (a failed trial); lr 1e12 makes the loss blow up
-    (a diverged trial); the others finish. Random sampling with this seed draws all three."""
+    """momentum -1 makes the trial refuse to start (a failed trial); lr 1e12 makes the loss blow up
+    (a diverged trial); the others finish. Random sampling with this seed draws all three.
+    (``sweeplab validate`` refuses momentum -1 in a sweep file; a sweep whose space is built in
+    code skips that, and the trial's own check of its hyperparameters fails it.)"""
     space = workdir / "space.yaml"
     space.write_text(
         "lr: {type: categorical, choices: [1.0e+12, 3.0e-3]}\n"
-        "momentum: {type: categorical, choices: [-1.0, 0.9]}\n"
+        "momentum: {type: categorical, choices: [0.5, 0.9]}\n"
         "optimizer: sgd\nepochs: 2\n"
     )
     path = write_sweep(workdir, "outcomes", num_samples=4, epochs=2, seed=5,
                        search={"sampler": "random", "n_startup_trials": None},
                        scheduler={"name": "fifo"}, failure={"max_failures": 0})
     sweep = load_sweep(path, sets=[f"methods.ce.search_space={space}", "methods.ce.overrides={}"])
+    study = sweep.studies[0]
+    sweep.studies[0] = dataclasses.replace(study, space={
+        **study.space, "momentum": Param("categorical", choices=(-1.0, 0.9))})
     folder, (result,) = runner.run_sweep(sweep, num_cpus=2)
     run_dir = folder.local
 
@@ -252,7 +262,7 @@ def test_fer_noisy_demo_runs_ce_and_scn_side_by_side(workdir):
 
 def test_a_trial_asking_for_more_than_the_machine_has_is_refused(workdir):
     path = write_sweep(workdir, "greedy", num_samples=1, epochs=1, resources={"cpus": 1, "gpus": 1})
-    with pytest.raises(runner.ResourcesUnavailable, match="resources.gpus"):
+    with pytest.raises(ResourcesUnavailable, match="resources.gpus"):
         runner.run_sweep(load_sweep(path), num_cpus=2)
     _, parents, children = runs_of(f"sqlite:///{workdir / 'mlflow.db'}", "greedy")
     assert parents == [] and children == []  # refused before any study started

@@ -13,39 +13,22 @@ from __future__ import annotations
 
 from torch.nn import functional as F
 
-from sweeplab.method import Method
-from trainables.ce import Classifier
-
-SAMPLERS = ("uniform", "class_aware")
-
-
-def class_aware_sampler(dataset, generator, epoch_length: float, batch_size: int):
-    """The class-aware re-balanced sampler over ``dataset.targets`` with ``epoch_length`` x
-    len(dataset) draws per epoch (at least one batch, so a short epoch is never empty)."""
-    from sweeplab.data.samplers import ClassAwareSampler
-
-    num_samples = max(int(round(float(epoch_length) * len(dataset))), int(batch_size))
-    return ClassAwareSampler(dataset.targets, num_samples=num_samples, generator=generator)
-
-
-def check_epoch_length(value) -> float:
-    value = float(value)
-    if not value > 0:
-        raise ValueError(f"sampler_epoch_length must be > 0 (a fraction of the training set), got {value}")
-    return value
+from sweeplab.data.samplers import class_aware_sampler
+from sweeplab.method import Method, choice, number
+from sweeplab.models.heads import Classifier
 
 
 class BinaryCrossEntropy(Method):
     hyperparameters = {
-        "sampler": "uniform",  # uniform (shuffle) | class_aware (the paper's "baseline re-balanced")
-        "sampler_epoch_length": 1.0,  # class_aware only: draws per epoch, as a multiple of the training set size
+        "sampler": choice("uniform", ("uniform", "class_aware"),
+                          "uniform: the engine's shuffle | class_aware: the paper's \"baseline (re-balanced)\""),
+        "sampler_epoch_length": number(1.0, "class_aware only: draws per epoch, x the training set size",
+                                       low=0, low_open=True),
     }
 
     def __init__(self, hp, data):
         super().__init__(hp, data)
-        if self.hp["sampler"] not in SAMPLERS:
-            raise ValueError(f"sampler {self.hp['sampler']!r} is not one of {', '.join(SAMPLERS)}")
-        self.epoch_length = check_epoch_length(self.hp["sampler_epoch_length"])
+        self.epoch_length = float(self.hp["sampler_epoch_length"])
 
     def build_model(self, backbone, feature_dim):
         return Classifier(backbone, feature_dim, self.data.num_classes)

@@ -7,27 +7,16 @@ the same sweep and MLflow experiment. ``label_smoothing`` is PyTorch's
 
 from __future__ import annotations
 
-from torch import nn
 from torch.nn import functional as F
 
-from sweeplab.method import Method
-
-
-class Classifier(nn.Module):
-    """Backbone features -> class logits."""
-
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int):
-        super().__init__()
-        self.backbone = backbone
-        self.fc = nn.Linear(feature_dim, num_classes)
-
-    def forward(self, x):
-        return self.fc(self.backbone(x))
+from sweeplab.method import Method, number
+from sweeplab.models.heads import Classifier
 
 
 class CrossEntropy(Method):
     hyperparameters = {
-        "label_smoothing": 0.0,  # mass moved from the target to a uniform distribution (0 = plain CE)
+        "label_smoothing": number(0.0, "mass moved from the target to a uniform distribution (0: plain CE)",
+                                  low=0, high=1),
     }
 
     def build_model(self, backbone, feature_dim):

@@ -48,9 +48,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sweeplab.method import Method
+from sweeplab.data.samplers import class_aware_sampler
+from sweeplab.method import Method, choice, flag, number
 from sweeplab.models import split_last_stage
-from trainables.bce import check_epoch_length, class_aware_sampler
 
 WEIGHTINGS = ("exp", "none")
 RHO_DENOMINATORS = ("images", "labels")
@@ -143,27 +143,21 @@ class TwoBranchNet(nn.Module):
 class LTML(Method):
     loss_parts = ("cls_uniform", "cls_rebalanced", "con")
     hyperparameters = {
-        "lambda_con": 0.1,  # λ, weight of the consistency loss L_con (paper: 0.1)
-        "weighting": "exp",  # class weights in L_cls: exp (w+ = e^{1-ρ_k}, w- = e^{ρ_k}) | none (all 1)
-        "rho_denominator": "images",  # ρ_k = N_k / training images | / labels (sum_k N_k)
-        "compensation": False,  # learnable logit compensation (s^p, m^p, s^n, m^n) in L_cls (off: see above)
-        "compensation_params": "per_branch",  # U and R each have their own | share one set
-        "consistency": "probs",  # L_con on sigmoid probabilities (paper) | on raw logits
-        "detach_partner": False,  # stop-gradient on û and r̂ (each branch follows the other on its own batch)
-        "sampler_epoch_length": 1.0,  # re-balanced sampler's draws before it restarts, x training set size
+        "lambda_con": number(0.1, "λ, weight of the consistency loss L_con (paper: 0.1)", low=0),
+        "weighting": choice("exp", WEIGHTINGS, "class weights in L_cls: exp (w+ = e^{1-ρ_k}, w- = e^{ρ_k}) | none"),
+        "rho_denominator": choice("images", RHO_DENOMINATORS, "ρ_k = N_k / training images | / labels (Σ_k N_k)"),
+        "compensation": flag(False, "learnable logit compensation (s^p, m^p, s^n, m^n) in L_cls (off: see above)"),
+        "compensation_params": choice("per_branch", COMPENSATION_PARAMS, "U and R each have their own | share one"),
+        "consistency": choice("probs", CONSISTENCIES, "L_con on sigmoid probabilities (paper) | on raw logits"),
+        "detach_partner": flag(False, "stop-gradient on û and r̂ (each branch follows the other on its own batch)"),
+        "sampler_epoch_length": number(1.0, "re-balanced sampler's draws before it restarts, x training set size",
+                                       low=0, low_open=True),
     }
 
     def __init__(self, hp, data):
         super().__init__(hp, data)
-        for key, allowed in (("weighting", WEIGHTINGS), ("rho_denominator", RHO_DENOMINATORS),
-                             ("compensation_params", COMPENSATION_PARAMS), ("consistency", CONSISTENCIES)):
-            if self.hp[key] not in allowed:
-                raise ValueError(f"{key} {self.hp[key]!r} is not one of {', '.join(allowed)}")
-        for key in ("compensation", "detach_partner"):
-            if not isinstance(self.hp[key], bool):
-                raise ValueError(f"{key} must be true or false, got {self.hp[key]!r}")
         self.lam = float(self.hp["lambda_con"])
-        self.epoch_length = check_epoch_length(self.hp["sampler_epoch_length"])
+        self.epoch_length = float(self.hp["sampler_epoch_length"])
         self.pos_weight = self.neg_weight = None
         if self.hp["weighting"] != "none":
             counts = data.train_class_counts

@@ -69,7 +69,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sweeplab.method import Method
+from sweeplab.method import Method, choice, number
 
 NEVER = "never"
 RELABEL_SCOPES = ("all", "low")
@@ -140,43 +140,34 @@ class SelfCureNet(nn.Module):
 # ---------------------------------------------------------------------------
 class SCN(Method):
     loss_parts = ("wce", "rr")
+    epoch_metrics = ("relabel_count", "label_noise", "relabel_precision", "alpha_mean", "alpha_std", "alpha_gap",
+                     "alpha_clean", "alpha_noisy")
     hyperparameters = {
-        "beta": 0.7,  # β, share of each batch in the high-importance group (paper and code: 0.7)
-        "margin_1": 0.15,  # δ1, the margin between the groups' mean α in L_RR (train.py 0.15; README 0.07 at batch 64)
-        "margin_2": 0.2,  # δ2, relabel when p_max - p_label exceeds it (0.2)
-        "relabel_epoch": 10,  # first epoch (counted from 1) that relabels; "never" disables (10)
-        "rr_weight": 1.0,  # weight of L_RR in the total (code: 1; the paper's γ = 0.5 up to a factor 2)
-        "relabel_scope": "all",  # all: every sample of the batch (code) | low: the low-importance group (paper)
-        "dropout": 0.0,  # dropout on the pooled feature before both heads (official drop_rate default 0)
+        "beta": number(0.7, "β, share of each batch in the high-importance group (paper and code: 0.7)",
+                       low=0, high=1),
+        "margin_1": number(0.15, "δ1, margin between the groups' mean α in L_RR (train.py 0.15; README 0.07 at "
+                                 "batch 64)"),
+        "margin_2": number(0.2, "δ2, relabel when p_max - p_label exceeds it (0.2); >= 0: a relabel must change "
+                                "the label", low=0),
+        "relabel_epoch": number(10, "first epoch (counted from 1) that relabels (10); \"never\" disables it",
+                                low=1, whole=True, also=(NEVER,)),
+        "rr_weight": number(1.0, "weight of L_RR in the total (code: 1; the paper's γ = 0.5 up to a factor 2)", low=0),
+        "relabel_scope": choice("all", RELABEL_SCOPES, "all: every sample of the batch (code) | low: the "
+                                "low-importance group (paper)"),
+        "dropout": number(0.0, "dropout on the pooled feature before both heads (official drop_rate default 0)",
+                          low=0, high=1, high_open=True),
     }
 
     def __init__(self, hp, data):
         super().__init__(hp, data)
-        if self.hp["relabel_scope"] not in RELABEL_SCOPES:
-            raise ValueError(f"relabel_scope {self.hp['relabel_scope']!r} is not one of {', '.join(RELABEL_SCOPES)}")
-        self.relabel_epoch = self._check_relabel_epoch(self.hp["relabel_epoch"])
+        self.relabel_epoch = None if self.hp["relabel_epoch"] == NEVER else int(self.hp["relabel_epoch"])
         self.beta = float(self.hp["beta"])
-        if not 0.0 <= self.beta <= 1.0:
-            raise ValueError(f"beta must lie in [0, 1], got {self.beta}")
         self.margin_1, self.margin_2 = float(self.hp["margin_1"]), float(self.hp["margin_2"])
-        if self.margin_2 < 0:
-            raise ValueError(f"margin_2 must be >= 0 (a relabel must change the label), got {self.margin_2}")
         self.rr_weight = float(self.hp["rr_weight"])
-        if not 0.0 <= float(self.hp["dropout"]) < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {self.hp['dropout']}")
         self.dataset = None
         self.clean_targets: torch.Tensor | None = None
-        self.epochs_done = 0  # epochs finished; the running epoch is epochs_done + 1
+        self.epoch = 0  # the running epoch, counted from 0 (the engine's on_epoch_start)
         self._reset_epoch_stats()
-
-    @staticmethod
-    def _check_relabel_epoch(value):
-        if value == NEVER:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
-            raise ValueError(f"relabel_epoch must be a whole number >= 1 (epochs count from 1) or {NEVER!r}, "
-                             f"got {value!r}")
-        return int(value)
 
     def _reset_epoch_stats(self):
         self.changed = 0
@@ -194,9 +185,12 @@ class SCN(Method):
         self.dataset = dataset
         self.clean_targets = None if clean_targets is None else torch.as_tensor(clean_targets).long().cpu()
 
+    def on_epoch_start(self, epoch):
+        self.epoch = epoch
+
     def relabelling(self) -> bool:
-        """Whether the running epoch relabels."""
-        return self.relabel_epoch is not None and self.epochs_done + 1 >= self.relabel_epoch
+        """Whether the running epoch relabels (``relabel_epoch`` counts from 1)."""
+        return self.relabel_epoch is not None and self.epoch + 1 >= self.relabel_epoch
 
     # -- model and step -----------------------------------------------------------------
     def build_model(self, backbone, feature_dim):
@@ -252,7 +246,6 @@ class SCN(Method):
                 self.alpha_by_correctness[flag][1] += part.numel()
 
     def on_epoch_end(self, epoch):
-        self.epochs_done = epoch + 1
         out = {"relabel_count": float(self.changed)}
         if self.clean_targets is not None and self.dataset is not None:
             out["label_noise"] = float((self.dataset.targets != self.clean_targets).float().mean())
@@ -278,13 +271,9 @@ class SCN(Method):
 
     # -- the relabelled training set survives a checkpoint ------------------------------------
     def state_dict(self):
-        state = {"epochs_done": self.epochs_done}
-        if self.dataset is not None:
-            state["targets"] = self.dataset.targets.clone()
-        return state
+        return {} if self.dataset is None else {"targets": self.dataset.targets.clone()}
 
     def load_state_dict(self, state):
-        self.epochs_done = int(state.get("epochs_done", 0))
         targets = state.get("targets")
         if targets is None:
             return

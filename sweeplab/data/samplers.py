@@ -84,3 +84,10 @@ class ClassAwareSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         return (index for index, _ in self.draws())
+
+
+def class_aware_sampler(dataset, generator: torch.Generator, epoch_length: float, batch_size: int) -> ClassAwareSampler:
+    """The class-aware re-balanced sampler over ``dataset.targets`` with ``epoch_length`` x
+    len(dataset) draws per epoch (at least one batch, so a short epoch is never empty)."""
+    num_samples = max(int(round(float(epoch_length) * len(dataset))), int(batch_size))
+    return ClassAwareSampler(dataset.targets, num_samples=num_samples, generator=generator)

@@ -1,4 +1,6 @@
-"""Backbones by name: modules mapping images (B, C, H, W) to pooled features (B, feature_dim).
+"""Backbones by name: modules mapping images (B, C, H, W) to pooled features (B, feature_dim),
+or with ``global_pool=False`` to their last feature map (B, feature_dim, h, w) (timm's
+``global_pool=''``: a method that puts its head on the map, e.g. a 1x1 convolution).
 
 ``build_backbone`` is the one factory; ``BACKBONES`` lists the names it knows.
 Weights are only ever read from a local file (a state dict saved with
@@ -14,6 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from sweeplab.models import resnet
 from sweeplab.models.resnet import build_resnet
 from sweeplab.models.small_cnn import SmallCNN
 
@@ -32,14 +35,31 @@ _BUILDERS: dict[str, Callable[[int], tuple[nn.Module, int]]] = {
 BACKBONES: tuple[str, ...] = tuple(_BUILDERS)
 
 
-def build_backbone(name: str, in_channels: int, weights: str | Path | None = None) -> tuple[nn.Module, int]:
-    """``(backbone, feature_dim)`` for a backbone name, optionally loading a local weights file."""
+def build_backbone(name: str, in_channels: int, weights: str | Path | None = None,
+                   global_pool: bool = True) -> tuple[nn.Module, int]:
+    """``(backbone, feature_dim)`` for a backbone name, optionally loading a local weights file.
+    ``global_pool=False``: the backbone ends at its last feature map, of ``feature_dim`` channels."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
     backbone, feature_dim = _BUILDERS[name](in_channels)
     if weights is not None:
-        load_backbone_weights(backbone, weights)
+        load_backbone_weights(backbone, weights)  # into the pooled form: the file's own layout
+    if not global_pool:
+        backbone = _without_pooling(backbone)
     return backbone, feature_dim
+
+
+def _without_pooling(backbone: nn.Module) -> nn.Module:
+    """The same layers (and weights) ending at the last feature map."""
+    if isinstance(backbone, SmallCNN):
+        return _small_cnn_map(backbone)
+    return resnet.feature_map(backbone)
+
+
+def _small_cnn_map(net: SmallCNN) -> SmallCNN:
+    out = SmallCNN(net.features[0][0].in_channels, net.feature_dim, global_pool=False)
+    out.features.load_state_dict(net.features.state_dict())
+    return out
 
 
 def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
@@ -87,15 +107,18 @@ def _few(keys: list[str], limit: int = 8) -> str:
 
 def split_last_stage(backbone: nn.Module) -> tuple[nn.Module, nn.Module]:
     """``(trunk, last_stage)`` with ``last_stage(trunk(x)) == backbone(x)``: the last stage
-    (ResNet ``layer4``, the small CNN's last block) followed by global pooling. Methods with
-    several branches over a shared trunk (LTML, DMUE) copy the last stage once per branch."""
+    (ResNet ``layer4``, the small CNN's last block), followed by global pooling when the
+    backbone pools. Methods with several branches over a shared trunk (LTML, DMUE) copy the
+    last stage once per branch."""
     from torchvision.models import ResNet
 
     if isinstance(backbone, SmallCNN):
-        layers = list(backbone.features.children())  # block, block, pool, block, avgpool, flatten
-        return nn.Sequential(*layers[:-3]), nn.Sequential(*layers[-3:])
+        layers = list(backbone.features.children())  # block, block, pool, block[, avgpool, flatten]
+        cut = -3 if backbone.global_pool else -1
+        return nn.Sequential(*layers[:cut]), nn.Sequential(*layers[cut:])
     if isinstance(backbone, ResNet):
-        trunk = nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool,
-                              backbone.layer1, backbone.layer2, backbone.layer3)
+        trunk = nn.Sequential(*(getattr(backbone, name) for name in resnet.TRUNK))
         return trunk, nn.Sequential(backbone.layer4, backbone.avgpool, nn.Flatten())
+    if resnet.is_feature_map(backbone):
+        return nn.Sequential(*(getattr(backbone, name) for name in resnet.TRUNK)), nn.Sequential(backbone.layer4)
     raise TypeError(f"cannot split {type(backbone).__name__} into a trunk and a last stage")

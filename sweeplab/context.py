@@ -1,0 +1,115 @@
+"""A trial's context: what a trial knows besides its hyperparameters, typed.
+
+A Tune trial's config is the sampled hyperparameters (nested by ``/``) plus one
+entry, ``config["sweeplab"]``, that the driver fills and every trial of a study
+shares: the method, dataset, model, seed, objective, resources, where to track,
+and for a multi-worker trial how its workers run. Tune carries it as a plain
+mapping (it is saved with every trial), so the driver writes it with
+``TrialContext.to_config`` and every reader (the engine, the worker side, the
+driver's callbacks, ``sync-mlflow``) reads it back with ``TrialContext.from_config``;
+nobody reads its keys by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from sweeplab.spaces import flatten
+
+CONTEXT_KEY = "sweeplab"
+
+
+@dataclass(frozen=True)
+class TrackingContext:
+    """Where a trial logs its MLflow child run."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+    tags: dict = field(default_factory=dict)  # the study's tags, copied onto every trial run
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """How a multi-worker trial runs on Ray Train (see ``sweeplab.distributed``)."""
+
+    workers: int
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    storage: str = ""  # where Ray Train keeps the trials' Train runs (a folder or an object-store URI)
+    keep: int | None = None  # checkpoints kept per trial (None: all)
+
+
+@dataclass(frozen=True)
+class TrialIdentity:
+    """The Tune trial a Train worker belongs to (Train workers cannot ask Tune)."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    method: str
+    dataset: dict
+    model: dict = field(default_factory=lambda: {"backbone": "small_cnn", "weights": None})
+    seed: int = 0
+    metric: str = "val/acc"
+    mode: str = "max"
+    threads: int = 1  # torch intra-op threads (the trial's CPUs)
+    gpus: float | None = None  # GPUs the trial was given (None: use CUDA when present, for plain loops)
+    objectives: tuple = ()  # every (metric, mode) the searcher follows (several for multi-objective)
+    tracking: TrackingContext | None = None  # None: the trial is not tracked
+    distributed: DistributedContext | None = None  # None: one process
+    trial: TrialIdentity | None = None  # set for Train workers
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "TrialContext":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise KeyError(f"unknown trial context keys {unknown}; known: {sorted(known)}")
+        values = dict(raw)
+        for name, kind in (("tracking", TrackingContext), ("distributed", DistributedContext),
+                           ("trial", TrialIdentity)):
+            if isinstance(values.get(name), Mapping):
+                values[name] = kind(**values[name])
+        values["objectives"] = tuple(tuple(pair) for pair in values.get("objectives", ()))
+        return cls(**values)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "TrialContext":
+        return cls.from_dict(config[CONTEXT_KEY])
+
+    def to_dict(self) -> dict:
+        """A plain mapping (what Tune stores with each trial)."""
+        out = asdict(self)
+        out["objectives"] = [list(pair) for pair in self.objectives]
+        return out
+
+    def to_config(self, hyperparameters: Mapping[str, Any]) -> dict:
+        return {**hyperparameters, CONTEXT_KEY: self.to_dict()}
+
+    def but(self, **changes) -> "TrialContext":
+        return replace(self, **changes)
+
+    def all_objectives(self) -> tuple:
+        return self.objectives or ((self.metric, self.mode),)
+
+    def run_params(self) -> dict:
+        """What a trial's MLflow run records beside its hyperparameters."""
+        params = {"dataset": self.dataset, "model": self.model, "seed": self.seed}
+        if self.distributed is not None:  # data-parallel workers (batch_size is the global batch)
+            params["workers"] = self.distributed.workers
+        return params
+
+
+def hyperparameters_of(config: Mapping[str, Any]) -> dict:
+    """A trial config's hyperparameters, flattened with ``/``."""
+    return flatten({k: v for k, v in config.items() if k != CONTEXT_KEY})
+
+
+def trial_params(config: Mapping[str, Any]) -> dict:
+    """What a trial's MLflow run records as params: its hyperparameters, dataset, model and seed."""
+    return {**hyperparameters_of(config), **TrialContext.from_config(config).run_params()}
