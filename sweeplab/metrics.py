@@ -12,7 +12,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score
 from torch.nn import functional as F
 
 from sweeplab.method import DataInfo
@@ -48,6 +47,8 @@ def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, info: Da
 def per_class_ap(scores: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
     """Average precision of each class (area under its precision-recall curve, as
     scikit-learn computes it); NaN for a class with no positive in the split."""
+    from sklearn.metrics import average_precision_score  # here: validation imports this module, not sklearn
+
     y = targets.numpy() > 0.5
     s = scores.numpy()
     ap = np.full(y.shape[1], np.nan)
