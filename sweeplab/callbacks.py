@@ -42,8 +42,13 @@ class TrialEndRecorder(tune.Callback):
         self.track = track
         self.method = method
 
+    @property
+    def study_tracking(self) -> TrackingContext:
+        """The study's tracking (a run started before the context was typed pickled a mapping)."""
+        return self.track if isinstance(self.track, TrackingContext) else TrackingContext(**self.track)
+
     def _record(self, trial, status: str, error: str | None = None) -> None:
-        t = self.track if isinstance(self.track, TrackingContext) else TrackingContext(**self.track)  # older runs
+        t = self.study_tracking
         tracking.record_trial_end(
             t.uri, t.experiment_id, t.parent_run_id, trial.trial_id, status, error=error,
             run_name=trial_run_name(self.method, trial.trial_id), tags=t.tags, params=trial_params(trial.config),

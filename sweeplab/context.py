@@ -12,10 +12,13 @@ nobody reads its keys by hand.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from sweeplab.spaces import flatten
+
+log = logging.getLogger(__name__)
 
 CONTEXT_KEY = "sweeplab"
 
@@ -66,15 +69,18 @@ class TrialContext:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "TrialContext":
+        """The context a trial config holds. It may have been stored by another version of
+        sweeplab (a run resumed later): keys this version does not know are left out, with a warning."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise KeyError(f"unknown trial context keys {unknown}; known: {sorted(known)}")
-        values = dict(raw)
+            log.warning("trial context keys %s are not known to this version of sweeplab: left out", unknown)
+        values = {k: v for k, v in raw.items() if k in known}
         for name, kind in (("tracking", TrackingContext), ("distributed", DistributedContext),
                            ("trial", TrialIdentity)):
-            if isinstance(values.get(name), Mapping):
-                values[name] = kind(**values[name])
+            part = values.get(name)
+            if isinstance(part, Mapping):  # an empty mapping: none (older runs wrote {} for "not tracked")
+                values[name] = kind(**part) if part else None
         values["objectives"] = tuple(tuple(pair) for pair in values.get("objectives", ()))
         return cls(**values)
 

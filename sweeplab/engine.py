@@ -22,7 +22,6 @@ import contextlib
 import copy
 import math
 import random
-import re
 from typing import Any, ContextManager, Mapping, Protocol
 
 import numpy as np
@@ -35,9 +34,7 @@ from sweeplab.data import build_dataset
 from sweeplab.method import DataInfo, Method, ParamGroup, all_hyperparameters, hyperparameter_problems
 from sweeplab.models import build_backbone
 from sweeplab.tasks import task_family
-
-GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # logged as lr/<name>: characters every MLflow store takes
-
+from sweeplab.tracking import metric_name_problem
 
 # ---------------------------------------------------------------------------
 # What the loop talks to
@@ -196,9 +193,12 @@ def optimizer_groups(method: Method, model: torch.nn.Module) -> list[ParamGroup]
     one group (a parameter left out would silently never train), names unique, scales > 0."""
     groups = method.param_groups(model)
     names = [g.name for g in groups]
-    if len(set(names)) != len(names) or not all(isinstance(n, str) and GROUP_NAME.fullmatch(n) for n in names):
-        raise ValueError(f"{type(method).__name__}.param_groups: group names must be unique and use only letters, "
-                         f"digits, '_', '.', '-'; got {names}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{type(method).__name__}.param_groups: group names repeat: {names}")
+    for name in names:  # logged as lr/<name>
+        problem = metric_name_problem(f"lr/{name}") if isinstance(name, str) and name else "is not a name"
+        if problem:
+            raise ValueError(f"{type(method).__name__}.param_groups: group {name!r} {problem}")
     where: dict[int, str] = {}
     for group in groups:
         if not (isinstance(group.lr_scale, (int, float)) and math.isfinite(group.lr_scale) and group.lr_scale > 0):
@@ -227,6 +227,17 @@ def make_optimizer(hp: Mapping[str, Any], groups: list[ParamGroup]) -> torch.opt
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     raise ValueError(f"optimizer {name!r} is not one of sgd, adam, adamw")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any], groups: list[ParamGroup]) -> None:
+    """Resume the optimizer from a checkpoint whose groups must be the method's groups now."""
+    saved = [g.get("name") for g in state["param_groups"]]
+    if len(saved) != len(groups) or any(s not in (None, g.name) for s, g in zip(saved, groups)):
+        raise ValueError(f"the checkpoint's optimizer has parameter groups {saved} but the method now has "
+                         f"{[g.name for g in groups]}: it was saved by another version of the method")
+    optimizer.load_state_dict(state)
+    for torch_group, group in zip(optimizer.param_groups, groups):  # a checkpoint from before groups had names
+        torch_group.update(name=group.name, lr_scale=group.lr_scale)
 
 
 def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
@@ -420,10 +431,11 @@ def train(
     method.attach_train_data(data.train, data.train_clean_targets)
     backbone, feature_dim = build_backbone(
         ctx.model.get("backbone", "small_cnn"), data.info.input_shape[0], ctx.model.get("weights"),
-        global_pool=method_cls.global_pool,
+        global_pool=method.global_pool,
     )
     model = method.build_model(backbone, feature_dim).to(device)
-    optimizer = make_optimizer(hp, optimizer_groups(method, model))
+    groups = optimizer_groups(method, model)
+    optimizer = make_optimizer(hp, groups)
     schedule = make_schedule(hp, optimizer)
 
     batch_size = int(hp["batch_size"])
@@ -437,7 +449,7 @@ def train(
     state = reporter.load_checkpoint()
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(optimizer, state["optimizer"], groups)
         if schedule is not None and state.get("schedule"):
             schedule.load_state_dict(state["schedule"])
         method.load_state_dict(state.get("method", {}))
@@ -447,14 +459,14 @@ def train(
 
     tracker.start(hp)
     # what the training steps call; ``model`` is what is saved and evaluated
-    trained = parallel.wrap_model(model, find_unused_parameters=method_cls.find_unused_parameters)
+    trained = parallel.wrap_model(model, find_unused_parameters=method.find_unused_parameters)
     metrics: dict[str, float] = {}
     try:
         for epoch in range(start_epoch, epochs):
+            method.on_epoch_start(epoch)  # before its samplers are drawn: they may depend on the epoch
             train_loader, second_loader = train_loaders(
                 method, data, batch_size, epoch_generator(ctx.seed, epoch), pin, parallel)
             metrics = {"epoch": epoch + 1, **learning_rates(optimizer)}
-            method.on_epoch_start(epoch)
             try:
                 with parallel.shared_targets(data.train):
                     metrics.update(train_one_epoch(method, trained, train_loader, optimizer, device, second_loader,

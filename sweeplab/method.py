@@ -23,6 +23,7 @@ in ``Method.hyperparameters``. A search space may name any key of either set.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -81,8 +82,8 @@ class Hyperparameter:
             return None
         if self.choices:
             return None if any(_same(value, c) for c in self.choices) else f"{brief(value)} is not allowed"
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"{brief(value)} is not a number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{brief(value)} is not a (finite) number"
         if self.whole and not float(value).is_integer():
             return f"{brief(value)} is not a whole number"
         low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
@@ -122,12 +123,10 @@ ENGINE_HYPERPARAMETERS: dict[str, Hyperparameter] = {
 
 
 def declarations(method_cls: type["Method"]) -> dict[str, Hyperparameter]:
-    """Every hyperparameter a search space may name for ``method_cls``: the engine's and its own."""
-    own = dict(method_cls.hyperparameters)
-    for name, decl in own.items():
-        if not isinstance(decl, Hyperparameter):
-            raise TypeError(f"{method_cls.__name__}.hyperparameters[{name!r}] must be a Hyperparameter "
-                            f"(number(...), choice(...), flag(...)), got {type(decl).__name__}")
+    """Every hyperparameter a search space may name for ``method_cls``: the engine's and its own.
+    A plain default (a method written before declarations) allows any value."""
+    own = {name: decl if isinstance(decl, Hyperparameter) else Hyperparameter(decl, "", free=True)
+           for name, decl in method_cls.hyperparameters.items()}
     return {**ENGINE_HYPERPARAMETERS, **own}
 
 
@@ -209,7 +208,9 @@ class Method:
     # pooled features (B, feature_dim), as timm's ``global_pool=''`` (a head on the map).
     global_pool: ClassVar[bool] = True
     # True when a training step may leave some trainable parameters without a gradient (branches a
-    # batch does not use): data-parallel trials then run DDP with ``find_unused_parameters``.
+    # batch does not use): data-parallel trials then run DDP with ``find_unused_parameters``. DDP
+    # then follows the outputs of ``model(...)``: every parameter a step trains must be reached
+    # from them (not used beside the forward, as ``model.some_head(x)`` in the step).
     find_unused_parameters: ClassVar[bool] = False
 
     def __init__(self, hp: Mapping[str, Any], data: DataInfo):

@@ -153,11 +153,11 @@ def _overlay_profile_and_sets(raw: dict, file: str, profile: str | None, sets: S
     profiles = raw.get("profiles") or {}
     overlay: dict = {}
     if not isinstance(profiles, dict):
-        issues.append(Issue(file, "profiles", f"must be a mapping of profile name -> overlay, got {profiles!r}"))
+        issues.append(Issue(file, "profiles", f"must be a mapping of profile name -> overlay, got {brief(profiles)}"))
         profiles = {}
     for name, body in profiles.items():
         if not isinstance(body, dict):
-            message = f"a profile must be a mapping laid over the file, got {body!r}"
+            message = f"a profile must be a mapping laid over the file, got {brief(body)}"
             issues.append(Issue(file, f"profiles.{name}", message))
         elif "profiles" in body:
             issues.append(Issue(file, f"profiles.{name}.profiles", "a profile may not contain 'profiles'"))
@@ -215,7 +215,7 @@ def _apply_set(doc: dict, text: str) -> tuple[str, str | None]:
         if child is None:
             child = node[part] = {}
         elif not isinstance(child, dict):
-            return "", f"{'.'.join(parts[: i + 1])!r} is {child!r}, not a mapping, so it has no key {parts[i + 1]!r}"
+            return "", f"{'.'.join(parts[: i + 1])!r} is {brief(child)}, not a mapping, so it has no key {parts[i + 1]!r}"
         node = child
     node[parts[-1]] = value
     return ".".join(parts), None
@@ -267,7 +267,7 @@ def _find(given: str, base: Path) -> tuple[Path | None, list[Path]]:
 def _build(doc: Any, file: Path, profile: str | None, origin) -> Sweep:
     problems = _Problems(file, origin)
     if not isinstance(doc, dict):
-        raise SpecError([Issue(str(file), "(top level)", f"a sweep file must be a mapping, got {doc!r}")])
+        raise SpecError([Issue(str(file), "(top level)", f"a sweep file must be a mapping, found {_kind(doc)}")])
     try:
         spec = SweepSpec.model_validate(doc)
     except ValidationError as error:
@@ -460,10 +460,10 @@ def _objective(name, spec: MethodSpec, search: SearchSpec, entry: catalog.Method
             problems.add(metric_key, f"{m!r} is not reported every epoch by method {name!r} ({entry.task}); "
                          f"allowed: {', '.join(allowed)}")
     if mode is None:
-        problems.add(mode_key, f"required: metric {metric!r} is not the registry's {entry.metric!r}, so say "
+        problems.add(mode_key, f"required: metric {brief(metric)} is not the registry's {entry.metric!r}, so say "
                      "whether to maximise or minimise it; allowed: max, min")
     elif isinstance(metric, list) != isinstance(mode, list) or (isinstance(metric, list) and len(metric) != len(mode)):
-        problems.add(mode_key, f"mode {mode!r} does not match metric {metric!r}: give 'max'/'min' for one "
+        problems.add(mode_key, f"mode {brief(mode)} does not match metric {brief(metric)}: give 'max'/'min' for one "
                      "metric, or a list of them of the same length for a list of metrics")
     return (metric, mode) if len(problems.issues) == n_before else None
 

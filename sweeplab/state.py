@@ -50,4 +50,4 @@ def write_resolved(sweep: Sweep, run_dir: Path) -> None:
         copied = run_dir / SPACES_FOLDER / f"{study.method}.yaml"
         shutil.copyfile(study.space_file, copied)
         doc["methods"][study.method]["search_space"] = str(copied.relative_to(run_dir))
-    (run_dir / RESOLVED_FILE).write_text(yaml.safe_dump(doc, sort_keys=False))
+    (run_dir / RESOLVED_FILE).write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")

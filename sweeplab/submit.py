@@ -99,7 +99,7 @@ def stage(sweep: Sweep, root: Path, sid: str) -> Path:
     for study in sweep.studies:
         shutil.copyfile(study.space_file, folder / "search_spaces" / f"{study.method}.yaml")
         doc["methods"][study.method]["search_space"] = f"search_spaces/{study.method}.yaml"  # next to sweep.yaml
-    (folder / "sweep.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return (folder / "sweep.yaml").relative_to(root)
 
 

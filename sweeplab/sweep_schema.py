@@ -61,7 +61,7 @@ class ModelSpec(_Section):
     @classmethod
     def _known_backbone(cls, value: str) -> str:
         if value not in BACKBONES:
-            raise ValueError(f"unknown backbone {value!r}; allowed: {', '.join(BACKBONES)}")
+            raise ValueError(f"unknown backbone {brief(value)}; allowed: {', '.join(BACKBONES)}")
         return value
 
 
@@ -122,8 +122,9 @@ class TrackingSpec(_Section):
             return value
         scheme = value.split("://", 1)[0].split("+", 1)[0] if "://" in value else ""
         if scheme not in TRACKING_SCHEMES:
+            shown = brief(re.sub(r"//[^/@]*@", "//***@", value))  # a user:password@ is not repeated
             raise ValueError(
-                f"{value!r} is not a tracking URI MLflow accepts here; allowed: sqlite:///path/mlflow.db, "
+                f"{shown} is not a tracking URI MLflow accepts here; allowed: sqlite:///path/mlflow.db, "
                 "http(s)://server:port, or a database URI (postgresql://, mysql://, mssql://); MLflow 3 "
                 "refuses plain folders (file stores)"
             )

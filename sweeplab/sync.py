@@ -11,6 +11,7 @@ trial id, and only the epochs MLflow does not have yet are logged.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from sweeplab.context import trial_params
 from sweeplab.results import outcome_of, trial_run_name
 from sweeplab.state import SweepState
 from sweeplab.storage import STATE_FILE, RunFolder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,7 +89,14 @@ def sync_run(run: RunFolder | Path | str) -> SyncReport:
                 if step > logged and not row.get("diverged"):
                     metrics = {k: v for k, v in row.items() if "/" in k or k in ("epoch", "lr")}
                     stamp = int(row.get("timestamp", 0)) * 1000
-                    c.log_batch(run_id, metrics=tracking.loggable_metrics(metrics, step, stamp))
+                    try:
+                        c.log_batch(run_id, metrics=tracking.loggable_metrics(metrics, step, stamp))
+                    except Exception as exc:  # noqa: BLE001 - a refusal is skipped; anything else stops the sync
+                        reason = tracking.refusal_reason(exc)
+                        if reason is None:
+                            raise
+                        log.warning("MLflow refused epoch %d of trial %s; skipped: %s", step, trial.trial_id, reason)
+                        continue
                     report.epochs_logged += 1
             ended = outcome_of(trial)
             current = c.get_run(run_id).data.tags.get(tracking.TAG_STATUS)

@@ -54,8 +54,9 @@ MAX_NAME_CHARS = 250  # MLflow's MAX_ENTITY_KEY_LENGTH, for metric and param nam
 _NAME_RE = re.compile(r"^[/\w.\- ]*$" if os.name == "nt" else r"^[/\w.\- :]*$")
 _NAME_CHARS = ("letters, digits, underscores (_), dashes (-), periods (.), spaces, "
                + ("" if os.name == "nt" else "colons (:), ") + "and slashes (/)")
-# MlflowException error codes that mean "the store refuses this request" (retrying cannot help)
-REFUSAL_CODES = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST"})
+# MlflowException error codes that mean "the store refuses this request" (retrying cannot help). Not
+# BAD_REQUEST: the SQL store reports its database errors (a malformed file, ...) under that code.
+REFUSAL_CODES = frozenset({"INVALID_PARAMETER_VALUE"})
 
 T = TypeVar("T")
 
@@ -178,7 +179,7 @@ def refusal_reason(exc: BaseException) -> str | None:
 
     if not isinstance(exc, MlflowException):
         return None
-    if exc.error_code in REFUSAL_CODES or exc.get_http_status_code() == 400:
+    if exc.error_code in REFUSAL_CODES:  # also a server's JSON 400 of that code (RestException)
         return exc.message
     return None
 

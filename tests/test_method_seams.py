@@ -228,6 +228,26 @@ def test_an_epoch_dependent_weight_follows_the_engines_epoch_also_after_a_resume
     assert resumed.results[-1]["val/acc"] == straight.results[-1]["val/acc"]
 
 
+DRAWN_IN: list = []  # the epoch each training sampler was drawn in
+
+
+class EpochSampler(PlainHead):
+    """A sampler that depends on the epoch (a curriculum): it must see the epoch being trained."""
+
+    def on_epoch_start(self, epoch):
+        self.epoch = epoch
+
+    def train_sampler(self, dataset, generator):
+        DRAWN_IN.append(self.epoch)
+        return None
+
+
+def test_samplers_are_drawn_after_on_epoch_start():
+    DRAWN_IN.clear()
+    train(config(epochs=2), MemoryReporter(), method_cls=EpochSampler)
+    assert DRAWN_IN == [0, 1]
+
+
 # ---------------------------------------------------------------------------
 # hyperparameters: declared once, read by validation and by the method alike
 # ---------------------------------------------------------------------------

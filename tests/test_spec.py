@@ -372,7 +372,7 @@ def test_epochs_and_batch_size_must_be_whole(tmp_path):
     ("scn", {"beta": 1.5}, "beta: 1.5 is out of range; allowed: a number >= 0 and <= 1"),
     ("scn", {"beta": {"type": "float", "low": 0.5, "high": 1.2}}, "beta: 1.2 is out of range"),
     ("scn", {"relabel_epoch": {"type": "categorical", "choices": [5, "sometimes"]}},
-     "relabel_epoch: 'sometimes' is not a number; allowed: a whole number >= 1, or 'never'"),
+     "relabel_epoch: 'sometimes' is not a (finite) number; allowed: a whole number >= 1, or 'never'"),
     ("scn", {"relabel_scope": {"type": "float", "low": 0, "high": 1}}, "'relabel_scope' is categorical"),
     ("ltml", {"consistency": "kl"}, "consistency: 'kl' is not allowed; allowed: 'probs', 'logits'"),
     ("ltml", {"compensation": 1}, "compensation: 1 is not allowed; allowed: False, True"),

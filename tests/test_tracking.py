@@ -142,9 +142,7 @@ def test_refusal_reason_tells_a_bad_request_from_an_outage():
 
     refusals = [
         MlflowException("bad name", INVALID_PARAMETER_VALUE),  # the SQLite store's validation
-        MlflowException("bad", BAD_REQUEST),
         RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "bad name"}),  # a server's JSON 400
-        MlflowException("API request failed with error code 400 != 200", get_error_code(400)),  # a bare 400
     ]
     outages = [
         ConnectionError("unreachable"),
@@ -153,6 +151,8 @@ def test_refusal_reason_tells_a_bad_request_from_an_outage():
         MlflowException("database is locked", TEMPORARILY_UNAVAILABLE),
         RestException({"error_code": "INTERNAL_ERROR", "message": "boom"}),
         MlflowException("API request failed with error code 503 != 200", get_error_code(503)),
+        MlflowException("database disk image is malformed", BAD_REQUEST),  # the SQL store's database errors
+        MlflowException("API request failed with error code 400 != 200", get_error_code(400)),  # a bare 400
     ]
     assert all(tracking.refusal_reason(e) for e in refusals)
     assert not any(tracking.refusal_reason(e) for e in outages)
