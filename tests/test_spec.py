@@ -94,7 +94,7 @@ BAD = [
     ("missing data root", edit(dataset={"name": "image_folder", "root": "no/such/folder"}), SPACE, None, (), "sweep",
      "dataset.root", "folder does not exist"),
     ("unknown dataset", edit(dataset={"name": "cifar"}), SPACE, None, (), "sweep", "dataset.name",
-     "unknown dataset 'cifar'; allowed: coco_mlt, fer_csv, image_folder, lt_digits, multilabel_csv"),
+     "unknown dataset 'cifar'; allowed: affectnet, ambiguous_digits, coco_mlt, fer_csv, ferplus, image_folder"),
     ("unknown dataset option", edit(dataset__noise=0.2), SPACE, None, (), "sweep", "dataset.noise",
      "unknown key 'noise'; allowed: noise_rate, noise_type"),
     ("missing search-space file", edit(methods__ce__search_space="nowhere.yaml"), SPACE, None, (), "sweep",

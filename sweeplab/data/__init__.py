@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from sweeplab.data.ambiguous_digits import AmbiguousDigitsFields
 from sweeplab.method import DataInfo
 
 
@@ -64,6 +65,18 @@ class NoisyDigitsOptions(DatasetOptions, LabelNoise):
         from sweeplab.data.digits import build_noisy_digits
 
         return build_noisy_digits(self, seed)
+
+
+class AmbiguousDigitsOptions(DatasetOptions, AmbiguousDigitsFields):
+    """scikit-learn's 8x8 digits, part of the train images blended with a look-alike digit and labelled as
+    an annotator would: noise that follows image content (see ``ambiguous_digits.py``)."""
+
+    name: Literal["ambiguous_digits"] = "ambiguous_digits"
+
+    def build(self, seed: int) -> DataBundle:
+        from sweeplab.data.ambiguous_digits import build_ambiguous_digits
+
+        return build_ambiguous_digits(self, seed)
 
 
 class ImageFolderOptions(DatasetOptions, LabelNoise):
@@ -355,8 +368,125 @@ class FerCsvOptions(FerFileOptions):
         return build_fer_csv(self, seed)
 
 
+def _checked_file(check, what: str):
+    """A validator: the file exists and ``check(path)`` accepts it (errors name the file and line)."""
+
+    def validate(path: Path) -> Path:
+        path = _existing_file(path)
+        try:
+            check(path)
+        except UnicodeDecodeError as error:
+            raise ValueError(f"unreadable {what} {path}: not UTF-8 text "
+                             f"({error.reason} at byte {error.start})") from None
+        except ValueError:
+            raise
+        except Exception as error:
+            raise ValueError(f"unreadable {what} {path}: {error}") from None
+        return path
+
+    return AfterValidator(validate)
+
+
+def _affectnet_header(path: Path) -> None:
+    from sweeplab.data.fer import read_affectnet_header
+
+    read_affectnet_header(path)
+
+
+AffectNetCsv = Annotated[Path, _checked_file(_affectnet_header, "AffectNet CSV")]
+
+
+class AffectNetOptions(FerFileOptions):
+    """AffectNet manual annotations: train = ``training.csv``, test = ``validation.csv`` (the
+    official validation set), images under ``Manually_Annotated_Images`` (see ``fer.py``)."""
+
+    name: Literal["affectnet"] = "affectnet"
+    root: ExistingDir  # the AffectNet folder holding training.csv, validation.csv and the image folder
+    train_csv: AffectNetCsv | None = None  # default <root>/training.csv
+    test_csv: AffectNetCsv | None = None  # default <root>/validation.csv (the official validation set)
+    images: Path = Path("Manually_Annotated_Images")  # <root>/<images>/<subDirectory_filePath>; or absolute
+    classes: Literal[7, 8] = 8  # 8: expressions 0-7; 7: without Contempt (AffectNet-7)
+    crop_face: bool = True  # crop each image to its face_x, face_y, face_width, face_height box
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_files(cls, raw: Any) -> Any:
+        """Default the CSVs to their place under ``root`` (so a missing one is named by its path)."""
+        from sweeplab.data.fer import AFFECTNET_FILES
+
+        if isinstance(raw, Mapping) and isinstance(raw.get("root"), (str, Path)):
+            root = Path(raw["root"]).expanduser().resolve()
+            if root.is_dir():
+                raw = {**raw, **{key: root / name for key, name in AFFECTNET_FILES.items() if raw.get(key) is None}}
+        return raw
+
+    @model_validator(mode="after")
+    def _images_and_faces(self):
+        from sweeplab.data.fer import missing_face_columns
+
+        folder = self.root / self.images.expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"folder does not exist: {folder} (AffectNet needs its image folder, "
+                             f"<root>/{self.images}/<subDirectory_filePath>; set images to another folder)")
+        for path in (self.train_csv, self.test_csv):
+            missing = missing_face_columns(path) if self.crop_face and path is not None else []
+            if missing:
+                raise ValueError(f"{path}, line 1: crop_face needs the column(s) {', '.join(missing)}; "
+                                 "add them or set crop_face: false")
+        return self
+
+    def build(self, seed: int) -> DataBundle:
+        from sweeplab.data.fer import build_affectnet
+
+        return build_affectnet(self, seed)
+
+
+def _ferplus_labels(path: Path) -> None:
+    from sweeplab.data.fer import read_ferplus_labels
+
+    read_ferplus_labels(path)
+
+
+def _fer2013_header(path: Path) -> None:
+    from sweeplab.data.fer import read_fer2013_header
+
+    read_fer2013_header(path)
+
+
+FerPlusLabelFile = Annotated[Path, _checked_file(_ferplus_labels, "FER+ label file")]
+Fer2013File = Annotated[Path, _checked_file(_fer2013_header, "FER2013 file")]
+
+
+class FerPlusOptions(DatasetOptions, LabelNoise):
+    """FER+: FER2013's 48x48 grey faces (``fer2013.csv``) with FER+'s 10-tagger votes
+    (``fer2013new.csv``), joined row by row; label = the most voted of 8 emotions, Usage
+    Training / PublicTest / PrivateTest = train / val / test (see ``fer.py``)."""
+
+    name: Literal["ferplus"] = "ferplus"
+    fer2013_csv: Fer2013File  # FER2013's fer2013.csv: emotion,pixels,Usage
+    ferplus_csv: FerPlusLabelFile  # FER+'s fer2013new.csv: Usage,Image name,<8 emotions>,unknown,NF
+    # majority: targets = the voted label; distribution: the splits also carry soft_targets (votes / sum)
+    target: Literal["majority", "distribution"] = "majority"
+    image_size: int = Field(48, ge=8)  # the 48x48 faces resized to this
+    augment: bool = True  # random crop of 80-100% of the face + horizontal flip on train
+    workers: int = Field(0, ge=0)  # DataLoader workers (the faces are in memory)
+
+    @model_validator(mode="after")
+    def _aligned(self):
+        from sweeplab.data.fer import check_ferplus_rows
+
+        check_ferplus_rows(self.fer2013_csv, self.ferplus_csv)
+        return self
+
+    def build(self, seed: int) -> DataBundle:
+        from sweeplab.data.fer import build_ferplus
+
+        return build_ferplus(self, seed)
+
+
 DATASETS: dict[str, type[DatasetOptions]] = {
     "noisy_digits": NoisyDigitsOptions,
+    "ambiguous_digits": AmbiguousDigitsOptions,
     "image_folder": ImageFolderOptions,
     "lt_digits": LongTailedDigitsOptions,
     "voc_mlt": VocMltOptions,
@@ -364,6 +494,8 @@ DATASETS: dict[str, type[DatasetOptions]] = {
     "multilabel_csv": MultiLabelCsvOptions,
     "raf_db": RafDbOptions,
     "fer_csv": FerCsvOptions,
+    "affectnet": AffectNetOptions,
+    "ferplus": FerPlusOptions,
 }
 
 
