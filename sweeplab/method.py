@@ -215,10 +215,19 @@ class Method:
 
     def __init__(self, hp: Mapping[str, Any], data: DataInfo):
         problems = hyperparameter_problems(type(self), hp)
+        smallest, why = self.smallest_batch(data.num_classes)
+        if "batch_size" in hp and hp["batch_size"] < smallest:
+            problems.append(f"batch_size: {hp['batch_size']} is below {smallest}: {why}")
         if problems:
             raise ValueError(f"{type(self).__name__}: " + "; ".join(problems))
         self.hp = dict(hp)
         self.data = data
+
+    @classmethod
+    def smallest_batch(cls, num_classes: int) -> tuple[int, str]:
+        """The smallest batch the method works with on ``num_classes`` classes, and why (checked by
+        validation where the dataset fixes its classes, and when a trial starts). Default: 1."""
+        return 1, ""
 
     # -- model ---------------------------------------------------------------
     def build_model(self, backbone: nn.Module, feature_dim: int) -> nn.Module:

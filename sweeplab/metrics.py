@@ -104,3 +104,13 @@ def classification_details(logits: torch.Tensor, targets: torch.Tensor, info: Da
         rows.append({"class": name, "n": int(mask.sum()),
                      "acc": float((preds[mask] == k).float().mean()) if mask.any() else None})
     return {"classes": rows}
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's rank correlation of two 1-D tensors (scipy's); NaN when either is constant."""
+    from scipy.stats import spearmanr
+
+    a, b = a.reshape(-1).double(), b.reshape(-1).double()
+    if a.numel() < 2 or a.min() == a.max() or b.min() == b.max():
+        return float("nan")
+    return float(spearmanr(a.numpy(), b.numpy()).statistic)

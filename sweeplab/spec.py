@@ -352,6 +352,8 @@ def _check_method(name, raw, search, scheduler, dataset, file: Path, problems: _
     if space is not None and scheduler is not None and SCHEDULERS[scheduler.name].grace_period:
         _check_grace_period(name, space, scheduler.grace_period, method_cls, problems)
     _check_metric_names(name, entry, method_cls, problems)
+    if space is not None and dataset is not None and dataset.num_classes:
+        _check_smallest_batch(name, space, method_cls, dataset.num_classes, problems)
     if len(problems.issues) > n_before or objective is None or space_file is None:
         return None
     return Study(name, entry, spec.num_samples, space, space_file, *objective)
@@ -424,6 +426,24 @@ def _declared_problem(name: str, decl: Hyperparameter, param: Param) -> str | No
     return None
 
 
+def _smallest_batch_size(space: dict[str, Param], method_cls) -> float | None:
+    """The smallest batch_size a study's trials may train with (its space's, else the default)."""
+    param = space.get("batch_size")
+    if param is None:
+        values = [all_hyperparameters(method_cls)["batch_size"]]
+    else:
+        values = {"fixed": [param.value], "categorical": list(param.choices)}.get(param.kind, [param.low])
+    return min((v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)), default=None)
+
+
+def _check_smallest_batch(name: str, space: dict[str, Param], method_cls, num_classes: int, problems: _Problems) -> None:
+    smallest, why = method_cls.smallest_batch(num_classes)
+    low = _smallest_batch_size(space, method_cls)
+    if low is not None and low < smallest:
+        problems.add(f"methods.{name}", f"method {name!r} may train with batch_size {low:g}, below {smallest} for "
+                     f"the dataset's {num_classes} classes: {why}; allowed: a batch_size of at least {smallest}")
+
+
 def _check_metric_names(name: str, entry: catalog.MethodEntry, method_cls, problems: _Problems) -> None:
     """Every metric name the method reports must be one MLflow accepts: a refused name would
     leave that epoch's metrics out of MLflow (``sweeplab.tracking`` drops a refused batch)."""
@@ -478,12 +498,7 @@ def _check_workers(raw: Any, resources: ResourcesSpec | None, studies: list[Stud
         problems.add(key, f"{resources.gpus:g}: with workers > 1 each worker is one data-parallel rank on one GPU "
                      "(NCCL cannot share a GPU between ranks); allowed: 0 or 1")
     for study in studies:
-        param = study.space.get("batch_size")
-        if param is None:
-            values = [all_hyperparameters(study.entry.load())["batch_size"]]
-        else:
-            values = {"fixed": [param.value], "categorical": list(param.choices)}.get(param.kind, [param.low])
-        smallest = min((v for v in values if isinstance(v, (int, float))), default=None)
+        smallest = _smallest_batch_size(study.space, study.entry.load())
         if smallest is not None and smallest < resources.workers:
             problems.add("resources.workers", f"{resources.workers} workers share each batch, but method "
                          f"{study.method!r} may train with batch_size {smallest:g}; allowed: a batch_size of at "

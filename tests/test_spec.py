@@ -444,3 +444,12 @@ def test_set_values_go_through_the_same_reader(tmp_path):
     error = errors_of(write(tmp_path, SWEEP), sets=["methods.ce.num_samples=[*x]"])
     [issue] = error.issues
     assert issue.key == "--set" and "not valid YAML" in issue.message
+
+
+def test_a_batch_too_small_for_the_methods_class_means_is_refused_before_compute(tmp_path):
+    doc = {**copy.deepcopy(SWEEP), "methods": {"dmue": {"num_samples": 1, "overrides": {"batch_size": 16}}}}
+    issues = validate_files([write(tmp_path, doc)])
+    assert any(i.key == "methods.dmue" and "batch_size 16, below 20 for the dataset's 10 classes: DMUE compares"
+               in i.message for i in issues), issues
+    doc["methods"]["dmue"]["overrides"]["batch_size"] = 20
+    assert validate_files([write(tmp_path, doc)]) == []

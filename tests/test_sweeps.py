@@ -260,6 +260,28 @@ def test_fer_noisy_demo_runs_ce_and_scn_side_by_side(workdir):
     assert [m.step for m in counts] == [1, 2, 3]
 
 
+def test_fer_ambiguous_demo_runs_dmue_beside_its_baseline_with_what_it_recovers(workdir):
+    from conftest import REPO
+
+    sets = ["search.max_concurrent=2", "scheduler.name=fifo"]
+    for method in ("ce", "scn", "dmue"):
+        sets += [f"methods.{method}.num_samples=1", f"methods.{method}.overrides.epochs=2"]
+    sweep = load_sweep(REPO / "sweeps" / "fer_ambiguous.yaml", profile="demo", sets=sets)
+    _, results = runner.run_sweep(sweep, num_cpus=2)
+    assert [r.method for r in results] == ["ce", "scn", "dmue"] and all(r.complete for r in results)
+
+    c, parents, children = runs_of(f"sqlite:///{workdir / 'mlflow.db'}", "fer_ambiguous")
+    assert sorted(p.info.run_name for p in parents) == ["ce", "dmue", "scn"]
+    (scn,) = [r for r in children if r.data.tags["sweeplab.method"] == "scn"]
+    assert [m.step for m in c.get_metric_history(scn.info.run_id, "train/uncertainty_lambda_corr")] == [1, 2]
+    (dmue,) = [r for r in children if r.data.tags["sweeplab.method"] == "dmue"]
+    assert dmue.data.tags["sweeplab.status"] == "finished"
+    for key in ("train/loss/sp", "train/loss/aux", "train/latent_agreement", "train/uncertainty_lambda_corr",
+                "lr/model", "lr/heads"):
+        assert [m.step for m in c.get_metric_history(dmue.info.run_id, key)] == [1, 2], key
+    assert 0.0 <= dmue.data.metrics["test/acc"] <= 1.0
+
+
 def test_a_trial_asking_for_more_than_the_machine_has_is_refused(workdir):
     path = write_sweep(workdir, "greedy", num_samples=1, epochs=1, resources={"cpus": 1, "gpus": 1})
     with pytest.raises(ResourcesUnavailable, match="resources.gpus"):

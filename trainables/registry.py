@@ -64,6 +64,17 @@ METHODS: dict[str, MethodEntry] = {
                   "Uniform and Re-balanced Samplings, CVPR 2021",
         ),
         MethodEntry(
+            name="dmue",
+            target="trainables.dmue:DMUE",
+            task="classification",
+            metric="val/acc",
+            mode="max",
+            summary="C auxiliary branches mine each sample's latent label distribution; pairwise uncertainty "
+                    "scales the target branch's logits",
+            paper="She et al., Dive into Ambiguity: Latent Distribution Mining and Pairwise Uncertainty "
+                  "Estimation for Facial Expression Recognition, CVPR 2021",
+        ),
+        MethodEntry(
             name="scn",
             target="trainables.scn:SCN",
             task="classification",

@@ -58,7 +58,9 @@ where the true labels are known (built-in data with synthetic noise), ``label_no
 the epoch's changes that set the true label; left out in an epoch without change);
 α statistics over the epoch's samples: ``alpha_mean``, ``alpha_std``, ``alpha_gap``
 (mean over steps of mean α_high - mean α_low) and, with true labels known,
-``alpha_clean`` / ``alpha_noisy`` (mean α of samples whose label is right / wrong).
+``alpha_clean`` / ``alpha_noisy`` (mean α of samples whose label is right / wrong); where the
+data knows how ambiguous each image is (``ambiguous_digits``: the blend weight λ),
+``uncertainty_lambda_corr`` (Spearman correlation of α with λ: positive when α falls with ambiguity).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sweeplab.method import Method, choice, number
+from sweeplab.metrics import spearman
 
 NEVER = "never"
 RELABEL_SCOPES = ("all", "low")
@@ -141,7 +144,7 @@ class SelfCureNet(nn.Module):
 class SCN(Method):
     loss_parts = ("wce", "rr")
     epoch_metrics = ("relabel_count", "label_noise", "relabel_precision", "alpha_mean", "alpha_std", "alpha_gap",
-                     "alpha_clean", "alpha_noisy")
+                     "alpha_clean", "alpha_noisy", "uncertainty_lambda_corr")
     hyperparameters = {
         "beta": number(0.7, "β, share of each batch in the high-importance group (paper and code: 0.7)",
                        low=0, high=1),
@@ -175,6 +178,7 @@ class SCN(Method):
         self.alpha_sum = self.alpha_sq_sum = self.gap_sum = 0.0
         self.alpha_count = self.gap_steps = 0
         self.alpha_by_correctness = {True: [0.0, 0], False: [0.0, 0]}  # label right? -> [sum, count]
+        self.alphas, self.lams = [], []  # where the dataset knows each sample's λ (built-in ambiguous digits)
 
     # -- data --------------------------------------------------------------------------
     def attach_train_data(self, dataset, clean_targets):
@@ -239,6 +243,10 @@ class SCN(Method):
         if high.any() and not high.all():
             self.gap_sum += float(alpha[high].mean() - alpha[~high].mean())
             self.gap_steps += 1
+        lam = getattr(self.dataset, "lam", None)
+        if lam is not None:
+            self.alphas.append(alpha.detach().cpu())
+            self.lams.append(lam[indices.detach().cpu().long()].float())
         if self.clean_targets is not None:
             right = (targets.cpu() == self.clean_targets[indices.detach().cpu().long()]).to(alpha.device)
             for flag, part in ((True, alpha[right]), (False, alpha[~right])):
@@ -261,6 +269,10 @@ class SCN(Method):
             out["alpha_std"] = math.sqrt(max(self.alpha_sq_sum / self.alpha_count - mean * mean, 0.0))
         if self.gap_steps:
             out["alpha_gap"] = self.gap_sum / self.gap_steps
+        if self.alphas:  # does the importance weight fall as the image gets more ambiguous (λ falls)?
+            corr = spearman(torch.cat(self.alphas), torch.cat(self.lams))
+            if corr == corr:
+                out["uncertainty_lambda_corr"] = corr
         self._reset_epoch_stats()
         return out
 

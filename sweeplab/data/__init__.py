@@ -42,6 +42,11 @@ class DatasetOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     task: ClassVar[str] = "classification"
 
+    @property
+    def num_classes(self) -> int | None:
+        """The number of classes where the options fix it (for checks before compute), else None."""
+        return None
+
     def build(self, seed: int) -> DataBundle:
         raise NotImplementedError
 
@@ -58,6 +63,7 @@ class NoisyDigitsOptions(DatasetOptions, LabelNoise):
     """scikit-learn's bundled 8x8 digits (1,797 real images), seeded stratified split."""
 
     name: Literal["noisy_digits"] = "noisy_digits"
+    num_classes: ClassVar[int] = 10
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
 
@@ -72,6 +78,7 @@ class AmbiguousDigitsOptions(DatasetOptions, AmbiguousDigitsFields):
     an annotator would: noise that follows image content (see ``ambiguous_digits.py``)."""
 
     name: Literal["ambiguous_digits"] = "ambiguous_digits"
+    num_classes: ClassVar[int] = 10
 
     def build(self, seed: int) -> DataBundle:
         from sweeplab.data.ambiguous_digits import build_ambiguous_digits
@@ -313,6 +320,7 @@ class RafDbOptions(FerFileOptions):
     images under ``Image/aligned`` (see ``fer.py``)."""
 
     name: Literal["raf_db"] = "raf_db"
+    num_classes: ClassVar[int] = 7
     root: ExistingDir  # the RAF-DB "basic" folder, holding EmoLabel/ and Image/
     label_file: RafLabelFile | None = None  # default <root>/EmoLabel/list_patition_label.txt
     images: Literal["aligned", "original"] = "aligned"  # Image/aligned/<stem>_aligned.jpg | Image/original/<name>
@@ -408,6 +416,10 @@ class AffectNetOptions(FerFileOptions):
     classes: Literal[7, 8] = 8  # 8: expressions 0-7; 7: without Contempt (AffectNet-7)
     crop_face: bool = True  # crop each image to its face_x, face_y, face_width, face_height box
 
+    @property
+    def num_classes(self) -> int:
+        return self.classes
+
     @model_validator(mode="before")
     @classmethod
     def _fill_files(cls, raw: Any) -> Any:
@@ -463,6 +475,7 @@ class FerPlusOptions(DatasetOptions, LabelNoise):
     Training / PublicTest / PrivateTest = train / val / test (see ``fer.py``)."""
 
     name: Literal["ferplus"] = "ferplus"
+    num_classes: ClassVar[int] = 8
     fer2013_csv: Fer2013File  # FER2013's fer2013.csv: emotion,pixels,Usage
     ferplus_csv: FerPlusLabelFile  # FER+'s fer2013new.csv: Usage,Image name,<8 emotions>,unknown,NF
     # majority: targets = the voted label; distribution: the splits also carry soft_targets (votes / sum)
