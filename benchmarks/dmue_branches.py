@@ -43,13 +43,13 @@ class VmappedCopies(nn.Module):
         params, buffers = stack_module_state([copy.deepcopy(stage) for _ in range(copies)])
         self.params = nn.ParameterDict({k.replace(".", "__"): nn.Parameter(v) for k, v in params.items()})
         self.stacked_buffers = {k: v for k, v in buffers.items()}
-        self.template = copy.deepcopy(stage).to("meta")
+        self._template = (copy.deepcopy(stage).to("meta"),)  # the layout only (not a submodule: .to() skips it)
 
     def forward(self, x):
         params = {k.replace("__", "."): v for k, v in self.params.items()}
 
         def one(p, b, inputs):
-            return functional_call(self.template, (p, b), (inputs,))
+            return functional_call(self._template[0], (p, b), (inputs,))
 
         out = vmap(one, in_dims=(0, 0, None))(params, self.stacked_buffers, x)  # (K, B, C, h, w)
         return out.permute(1, 0, 2, 3, 4).flatten(1, 2)
