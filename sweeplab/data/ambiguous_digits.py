@@ -58,7 +58,6 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sweeplab.data.indexed import IndexedTensorDataset
-from sweeplab.method import DataInfo
 
 if TYPE_CHECKING:
     from sweeplab.data import DataBundle
@@ -169,7 +168,7 @@ def build_ambiguous_digits(options: AmbiguousDigitsFields, seed: int) -> DataBun
     from sklearn.datasets import load_digits
 
     from sweeplab.data import DataBundle
-    from sweeplab.data.digits import split_digits
+    from sweeplab.data.digits import digits_info, split_digits
 
     digits = load_digits()
     images = (digits.data.astype(np.float32) / 16.0).reshape(-1, *IMAGE_SHAPE)
@@ -205,19 +204,11 @@ def build_ambiguous_digits(options: AmbiguousDigitsFields, seed: int) -> DataBun
     test.blended = _dataset(standardise(test_blended_x), labels[test_idx], test_idx, labels[test_idx],
                             test_partner, test_lam, test_source)
 
-    info = DataInfo(
-        task="classification",
-        num_classes=NUM_CLASSES,
-        class_names=tuple(str(c) for c in range(NUM_CLASSES)),
-        input_shape=IMAGE_SHAPE,
-        train_size=len(train_idx),
-        train_class_counts=tuple(int(n) for n in np.bincount(noisy_train, minlength=NUM_CLASSES)),
-    )
     return DataBundle(
         train=train,
         val=clean_split(val_idx),
         test=test,
-        info=info,
+        info=digits_info(noisy_train),
         train_clean_targets=torch.from_numpy(clean_train.copy()),
         num_workers=0,
     )

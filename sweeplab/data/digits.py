@@ -36,6 +36,18 @@ def split_digits(labels: np.ndarray, val_fraction: float, test_fraction: float, 
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def digits_info(train_targets: np.ndarray) -> DataInfo:
+    """What a method may know of a dataset of the ten digits, trained on ``train_targets``."""
+    return DataInfo(
+        task="classification",
+        num_classes=NUM_CLASSES,
+        class_names=tuple(str(c) for c in range(NUM_CLASSES)),
+        input_shape=IMAGE_SHAPE,
+        train_size=len(train_targets),
+        train_class_counts=tuple(int(n) for n in np.bincount(train_targets, minlength=NUM_CLASSES)),
+    )
+
+
 def build_noisy_digits(options: NoisyDigitsOptions, seed: int) -> DataBundle:
     """The noisy-digits ``DataBundle`` for one trial; ``seed`` fixes the split and the noise."""
     from sweeplab.data import DataBundle
@@ -55,19 +67,11 @@ def build_noisy_digits(options: NoisyDigitsOptions, seed: int) -> DataBundle:
     def split(idx: np.ndarray, targets: np.ndarray) -> IndexedTensorDataset:
         return IndexedTensorDataset(images[idx].clone(), torch.from_numpy(targets), source_indices=idx)
 
-    info = DataInfo(
-        task="classification",
-        num_classes=NUM_CLASSES,
-        class_names=tuple(str(c) for c in range(NUM_CLASSES)),
-        input_shape=IMAGE_SHAPE,
-        train_size=len(train_idx),
-        train_class_counts=tuple(int(n) for n in np.bincount(noisy_train, minlength=NUM_CLASSES)),
-    )
     return DataBundle(
         train=split(train_idx, noisy_train),
         val=split(val_idx, labels[val_idx]),
         test=split(test_idx, labels[test_idx]),
-        info=info,
+        info=digits_info(noisy_train),
         train_clean_targets=torch.from_numpy(clean_train.copy()),
         num_workers=0,
     )
