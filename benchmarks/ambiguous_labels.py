@@ -18,13 +18,13 @@ weight λ over the last epoch's samples (positive: the score falls as the image 
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 import yaml
 
 from sweeplab.catalog import method_class
 from sweeplab.context import CONTEXT_KEY
+from tables import cell  # benchmarks/tables.py, beside this script
 from sweeplab.data import build_dataset
 from sweeplab.engine import MemoryReporter, resolve_hyperparameters, train
 from sweeplab.metrics import accuracy
@@ -70,14 +70,6 @@ def blended_accuracy(method: str, config: dict, checkpoint: dict, seed: int) -> 
     blended = data.test.blended
     inputs, targets = blended.inputs, blended.targets
     return accuracy(instance.predict(model, inputs), targets)
-
-
-def cell(values, scale: float = 100.0, digits: int = 1) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    mean, std = statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
 def main() -> None:

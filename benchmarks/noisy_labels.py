@@ -22,10 +22,10 @@ SCN without relabelling (logit weighting and rank regularisation only).
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 from sweeplab.context import CONTEXT_KEY
+from tables import cell  # benchmarks/tables.py, beside this script
 from sweeplab.engine import MemoryReporter, train
 
 PAPER_RELABEL_EPOCH, PAPER_EPOCHS = 10, 70
@@ -46,15 +46,6 @@ def run(method: str, options: dict, noise: float, seed: int, args) -> MemoryRepo
     reporter = MemoryReporter()
     train(config, reporter)
     return reporter
-
-
-def cell(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
 def relabel_summary(results: list[dict]) -> dict[str, float | None]:

@@ -51,6 +51,23 @@ class DatasetOptions(BaseModel):
         raise NotImplementedError
 
 
+class FilesUnderRoot(BaseModel):
+    """Options of a dataset under one ``root`` whose files, when not given, sit at published places in it."""
+
+    _defaults: ClassVar[dict[str, str]] = {}  # option -> its path relative to root
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, raw: Any) -> Any:
+        """Fill the file options left out with their place under ``root`` (so errors name that path)."""
+        if isinstance(raw, Mapping) and isinstance(raw.get("root"), (str, Path)):
+            root = Path(raw["root"]).expanduser().resolve()
+            if root.is_dir():
+                raw = {**raw, **{key: root / relative for key, relative in cls._defaults.items()
+                                 if raw.get(key) is None}}
+        return raw
+
+
 class LabelNoise(BaseModel):
     """Synthetic label noise applied to the training split only."""
 
@@ -181,23 +198,8 @@ class MultiLabelFileOptions(DatasetOptions):
         return self
 
 
-class RootedFileOptions(MultiLabelFileOptions):
-    """A dataset under one ``root`` whose files, when not given, sit at published places in it."""
-
-    _defaults: ClassVar[dict[str, str]] = {}  # option -> its path relative to root
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_defaults(cls, raw: Any) -> Any:
-        """Fill the file options left out with their place under ``root`` (so errors name that path)."""
-        if isinstance(raw, Mapping) and isinstance(raw.get("root"), (str, Path)):
-            root = Path(raw["root"]).expanduser().resolve()
-            if root.is_dir():
-                raw = dict(raw)
-                for key, relative in cls._defaults.items():
-                    if raw.get(key) is None:
-                        raw[key] = root / relative
-        return raw
+class RootedFileOptions(MultiLabelFileOptions, FilesUnderRoot):
+    """A multi-label dataset under one ``root`` whose files sit at published places in it."""
 
 
 class VocMltOptions(RootedFileOptions):
@@ -315,7 +317,7 @@ def _readable_raf_labels(path: Path) -> Path:
 RafLabelFile = Annotated[Path, AfterValidator(_readable_raf_labels)]
 
 
-class RafDbOptions(FerFileOptions):
+class RafDbOptions(FerFileOptions, FilesUnderRoot):
     """RAF-DB basic emotions (7 classes): train / test from ``EmoLabel/list_patition_label.txt``,
     images under ``Image/aligned`` (see ``fer.py``)."""
 
@@ -325,15 +327,7 @@ class RafDbOptions(FerFileOptions):
     label_file: RafLabelFile | None = None  # default <root>/EmoLabel/list_patition_label.txt
     images: Literal["aligned", "original"] = "aligned"  # Image/aligned/<stem>_aligned.jpg | Image/original/<name>
 
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_label_file(cls, raw: Any) -> Any:
-        """Default the label file to its place under ``root`` (so a missing one is named by its path)."""
-        if isinstance(raw, Mapping) and isinstance(raw.get("root"), (str, Path)) and raw.get("label_file") is None:
-            root = Path(raw["root"]).expanduser().resolve()
-            if root.is_dir():
-                raw = {**raw, "label_file": root / "EmoLabel" / "list_patition_label.txt"}
-        return raw
+    _defaults: ClassVar[dict[str, str]] = {"label_file": "EmoLabel/list_patition_label.txt"}
 
     @model_validator(mode="after")
     def _image_folder(self):
@@ -404,7 +398,7 @@ def _affectnet_header(path: Path) -> None:
 AffectNetCsv = Annotated[Path, _checked_file(_affectnet_header, "AffectNet CSV")]
 
 
-class AffectNetOptions(FerFileOptions):
+class AffectNetOptions(FerFileOptions, FilesUnderRoot):
     """AffectNet manual annotations: train = ``training.csv``, test = ``validation.csv`` (the
     official validation set), images under ``Manually_Annotated_Images`` (see ``fer.py``)."""
 
@@ -420,17 +414,7 @@ class AffectNetOptions(FerFileOptions):
     def num_classes(self) -> int:
         return self.classes
 
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_files(cls, raw: Any) -> Any:
-        """Default the CSVs to their place under ``root`` (so a missing one is named by its path)."""
-        from sweeplab.data.fer import AFFECTNET_FILES
-
-        if isinstance(raw, Mapping) and isinstance(raw.get("root"), (str, Path)):
-            root = Path(raw["root"]).expanduser().resolve()
-            if root.is_dir():
-                raw = {**raw, **{key: root / name for key, name in AFFECTNET_FILES.items() if raw.get(key) is None}}
-        return raw
+    _defaults: ClassVar[dict[str, str]] = {"train_csv": "training.csv", "test_csv": "validation.csv"}
 
     @model_validator(mode="after")
     def _images_and_faces(self):

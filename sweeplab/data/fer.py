@@ -275,7 +275,6 @@ def build_fer_csv(options: FerCsvOptions, seed: int) -> DataBundle:
 
 AFFECTNET_CLASSES = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
 AFFECTNET_DROPPED = ("None", "Uncertain", "Non-Face")  # expression 8, 9, 10
-AFFECTNET_FILES = {"train_csv": "training.csv", "test_csv": "validation.csv"}
 AFFECTNET_IMAGES = "Manually_Annotated_Images"
 AFFECTNET_REQUIRED = ("subDirectory_filePath", "expression")
 AFFECTNET_BOX = ("face_x", "face_y", "face_width", "face_height")
