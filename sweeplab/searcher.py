@@ -62,7 +62,20 @@ class PrunedAwareOptunaSearch(OptunaSearch):
                 log.warning("could not upload the Optuna journal to %s: %s", location, exc)
         super().save(checkpoint_path)
 
+    def _unknown(self, trial_id) -> bool:
+        """A trial Tune restored that the restored searcher never asked for: the driver was killed
+        after Tune's snapshot of the trials and before the searcher's reached the store. It runs
+        on; Optuna's study goes without it (as ``reopen_journal`` leaves out what the journal lacks)."""
+        if trial_id in self._ot_trials or trial_id in self._completed_trials:
+            return False
+        log.warning("Optuna: trial %s is not in the restored searcher (its snapshot was older than Tune's): "
+                    "left out of the study", trial_id)
+        self._completed_trials.add(trial_id)
+        return True
+
     def on_trial_complete(self, trial_id, result=None, error=False):
+        if self._unknown(trial_id):
+            return
         ot_trial = self._ot_trials.get(trial_id)
         if error or not result or trial_id in self._completed_trials or ot_trial is None:
             return super().on_trial_complete(trial_id, result, error)
@@ -79,8 +92,9 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
     def on_trial_result(self, trial_id, result):
-        if trial_id not in self._completed_trials:  # see restore: told already, Tune reruns its tail
-            super().on_trial_result(trial_id, result)
+        if self._unknown(trial_id) or trial_id in self._completed_trials:  # told already: Tune reruns its tail
+            return
+        super().on_trial_result(trial_id, result)
 
     def restore(self, checkpoint_path: str):
         """The pickled searcher can lag behind the study's storage (the driver was killed between

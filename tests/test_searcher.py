@@ -181,3 +181,14 @@ def test_every_sampler_named_in_sweep_files_samples_past_its_startup(name):
     study = optuna.create_study(sampler=sampler, direction="minimize")
     study.optimize(lambda t: (t.suggest_float("x", -1, 1) - 0.3) ** 2 + t.suggest_float("y", 0, 1), n_trials=5)
     assert len(study.trials) == 5 and all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_a_trial_the_restored_searcher_never_asked_for_runs_on_outside_the_study(tmp_path, caplog):
+    """Tune's snapshot of the trials can be newer than the searcher's in an object store: the
+    restored trial reports to a searcher that does not know it (this ended a resume with KeyError)."""
+    s = searcher(tmp_path / JOURNAL_FILE)
+    run_trial(s, "known", [0.5, 0.6, 0.7, 0.8])
+    s.on_trial_result("unknown", {"val/acc": 0.4, "training_iteration": 1, "epoch": 1})
+    s.on_trial_complete("unknown", {"val/acc": 0.5, "training_iteration": 4, "epoch": 4})
+    assert "trial unknown is not in the restored searcher" in caplog.text
+    assert states(tmp_path / JOURNAL_FILE) == [(TrialState.COMPLETE, 0.8)]
