@@ -31,9 +31,10 @@ from torch.utils.data import DataLoader
 from sweeplab import catalog
 from sweeplab.context import TrialContext, hyperparameters_of
 from sweeplab.data import build_dataset
-from sweeplab.method import DataInfo, Method, ParamGroup, all_hyperparameters, hyperparameter_problems
-from sweeplab.models import build_backbone
-from sweeplab.tasks import task_family
+from sweeplab.method import (DataInfo, Method, ParamGroup, all_hyperparameters, feature_map_problems,
+                             hyperparameter_problems)
+from sweeplab.models import build_backbone, feature_map_size
+from sweeplab.tasks import extra_test_split, task_family
 from sweeplab.tracking import metric_name_problem
 
 # ---------------------------------------------------------------------------
@@ -258,7 +259,10 @@ def make_schedule(hp: Mapping[str, Any], optimizer) -> torch.optim.lr_scheduler.
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(hp["epochs"])))
     if name == "exponential":
         return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(hp["lr_gamma"]))
-    raise ValueError(f"lr_schedule {name!r} is not one of constant, cosine, exponential")
+    if name == "step":  # x lr_step_gamma every lr_step_epochs (the fine-grained and FER recipes' StepLR)
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(hp["lr_step_epochs"]),
+                                               gamma=float(hp["lr_step_gamma"]))
+    raise ValueError(f"lr_schedule {name!r} is not one of constant, cosine, exponential, step")
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -429,10 +433,13 @@ def train(
     data = build_dataset(ctx.dataset, ctx.seed)
     method = method_cls(hp, data.info)
     method.attach_train_data(data.train, data.train_clean_targets)
-    backbone, feature_dim = build_backbone(
-        ctx.model.get("backbone", "small_cnn"), data.info.input_shape[0], ctx.model.get("weights"),
-        global_pool=method.global_pool,
-    )
+    backbone_name = ctx.model.get("backbone", "small_cnn")
+    if not method.global_pool:  # sizes on the feature map must fit it (validation checks the same)
+        problems = feature_map_problems(method_cls, hp, feature_map_size(backbone_name, data.info.input_shape))
+        if problems:
+            raise ValueError(f"{method_cls.__name__} on {backbone_name}: " + "; ".join(problems))
+    backbone, feature_dim = build_backbone(backbone_name, data.info.input_shape[0], ctx.model.get("weights"),
+                                           global_pool=method.global_pool)
     model = method.build_model(backbone, feature_dim).to(device)
     groups = optimizer_groups(method, model)
     optimizer = make_optimizer(hp, groups)
@@ -444,6 +451,8 @@ def train(
         ds, batch_size=max(batch_size, 256), shuffle=False, num_workers=data.num_workers, pin_memory=pin
     )
     val_loader, test_loader = eval_loader(data.val), eval_loader(data.test)
+    test_loaders = {"test": test_loader, **{extra_test_split(name): eval_loader(dataset)
+                                           for name, dataset in data.extra_tests.items()}}
 
     start_epoch, best = 0, {"value": None, "epoch": 0, "val": {}, "state": None}
     state = reporter.load_checkpoint()
@@ -488,7 +497,7 @@ def train(
                         "state": copy.deepcopy(model.state_dict()),
                     }
                 if last:
-                    metrics.update(_final_metrics(method, model, best, test_loader, device, data))
+                    metrics.update(_final_metrics(method, model, best, test_loaders, device, data))
 
             checkpoint = {
                 "epoch": epoch + 1,
@@ -545,14 +554,21 @@ def _best_state(model, best):
         model.load_state_dict(final_state)
 
 
-def _final_metrics(method, model, best, test_loader, device, data) -> dict[str, float]:
-    """Test metrics of the final state, and of the state with the best validation objective."""
-    out = _prefixed("test", evaluate(method, model, test_loader, device, data.info))
+def _final_metrics(method, model, best, test_loaders, device, data) -> dict[str, float]:
+    """Metrics on each test set (split name -> loader) of the final state, and of the state
+    with the best validation objective."""
+    def on_tests(prefix: str = "") -> dict[str, float]:
+        out = {}
+        for split, loader in test_loaders.items():
+            out.update(_prefixed(prefix + split, evaluate(method, model, loader, device, data.info)))
+        return out
+
+    out = on_tests()
     out["best/epoch"] = best["epoch"]
     out.update({f"best/{k}": v for k, v in best["val"].items()})
     if best["state"] is not None:
         with _best_state(model, best):
-            out.update(_prefixed("best/test", evaluate(method, model, test_loader, device, data.info)))
+            out.update(on_tests("best/"))
     return out
 
 

@@ -117,8 +117,10 @@ ENGINE_HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "lr": number(1e-3, "initial learning rate (of the groups' scale 1)", low=0, low_open=True),
     "weight_decay": number(1e-4, "L2 penalty (decoupled for adamw)", low=0),
     "momentum": number(0.9, "SGD momentum (ignored by adam/adamw)", low=0),
-    "lr_schedule": choice("cosine", ("constant", "cosine", "exponential"), "per-epoch learning-rate schedule"),
+    "lr_schedule": choice("cosine", ("constant", "cosine", "exponential", "step"), "per-epoch learning-rate schedule"),
     "lr_gamma": number(0.9, "per-epoch decay factor of the exponential schedule", low=0, high=1, low_open=True),
+    "lr_step_epochs": number(30, "epochs between the step schedule's decays", low=1, whole=True),
+    "lr_step_gamma": number(0.1, "decay factor of the step schedule", low=0, high=1, low_open=True),
 }
 
 
@@ -143,6 +145,16 @@ def hyperparameter_problems(method_cls: type["Method"], values: Mapping[str, Any
         problem = decls[name].problem(value) if name in decls else "not a hyperparameter of this method"
         if problem:
             out.append(f"{name}: {problem}; allowed: {decls[name].allowed() if name in decls else sorted(decls)}")
+    return out
+
+
+def feature_map_problems(method_cls: type["Method"], values: Mapping[str, Any], map_size: tuple[int, int]) -> list[str]:
+    """``"name: why"`` for each value that does not fit a last feature map of ``map_size``."""
+    out = []
+    for name, value in values.items():
+        problem = method_cls.feature_map_problem(name, value, map_size)
+        if problem:
+            out.append(f"{name}: {brief(value)} does not fit the {map_size[0]}x{map_size[1]} feature map: {problem}")
     return out
 
 
@@ -228,6 +240,14 @@ class Method:
         """The smallest batch the method works with on ``num_classes`` classes, and why (checked by
         validation where the dataset fixes its classes, and when a trial starts). Default: 1."""
         return 1, ""
+
+    @classmethod
+    def feature_map_problem(cls, name: str, value: Any, map_size: tuple[int, int]) -> str | None:
+        """Why ``value`` of hyperparameter ``name`` does not fit the backbone's last feature map of
+        ``map_size`` (h, w), for a method with ``global_pool = False`` whose option is a size on that
+        map; checked by validation for every value a search space can give (where the dataset fixes
+        its input size) and when a trial starts. Default: every value fits."""
+        return None
 
     # -- model ---------------------------------------------------------------
     def build_model(self, backbone: nn.Module, feature_dim: int) -> nn.Module:

@@ -149,7 +149,9 @@ def _kind(value: Any) -> str:
 
 def _overlay_profile_and_sets(raw: dict, file: str, profile: str | None, sets: Sequence[str]):
     issues: list[Issue] = []
-    doc = {k: v for k, v in raw.items() if k != "profiles"}
+    # a YAML alias (``overrides: *recipe``) is one object in two places: copy each place on its
+    # own, so that a --set on one of them does not change the other
+    doc = _unshared({k: v for k, v in raw.items() if k != "profiles"})
     profiles = raw.get("profiles") or {}
     overlay: dict = {}
     if not isinstance(profiles, dict):
@@ -176,6 +178,15 @@ def _overlay_profile_and_sets(raw: dict, file: str, profile: str | None, sets: S
         else:
             set_paths.append((text, dotted))
     return doc, overlay, set_paths, issues
+
+
+def _unshared(node: Any) -> Any:
+    """A copy of a YAML document in which no mapping or list appears twice."""
+    if isinstance(node, dict):
+        return {k: _unshared(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_unshared(v) for v in node]
+    return node
 
 
 def _merge(base: Mapping, over: Mapping, path: tuple = ()) -> dict:
@@ -284,7 +295,7 @@ def _build(doc: Any, file: Path, profile: str | None, origin) -> Sweep:
     studies = []
     methods = doc.get("methods")
     for name, raw in (methods.items() if isinstance(methods, dict) else ()):
-        study = _check_method(str(name), raw, search, scheduler, dataset, file, problems)
+        study = _check_method(str(name), raw, search, scheduler, dataset, sections["model"], file, problems)
         if study is not None:
             studies.append(study)
     own_metrics = [(lenient(MethodSpec, raw) or MethodSpec()).metric
@@ -331,7 +342,8 @@ def _check_weights(model: ModelSpec | None, file: Path, problems: _Problems) -> 
     return str(found)
 
 
-def _check_method(name, raw, search, scheduler, dataset, file: Path, problems: _Problems) -> Study | None:
+def _check_method(name, raw, search, scheduler, dataset, model: ModelSpec | None, file: Path,
+                  problems: _Problems) -> Study | None:
     key = f"methods.{name}"
     if name not in catalog.entries():
         problems.add(key, f"unknown method {name!r}; known methods: {', '.join(catalog.names())}")
@@ -351,9 +363,11 @@ def _check_method(name, raw, search, scheduler, dataset, file: Path, problems: _
     objective = _objective(name, spec, search, entry, problems, method_cls.loss_parts) if search is not None else None
     if space is not None and scheduler is not None and SCHEDULERS[scheduler.name].grace_period:
         _check_grace_period(name, space, scheduler.grace_period, method_cls, problems)
-    _check_metric_names(name, entry, method_cls, problems)
+    _check_metric_names(name, entry, method_cls, dataset.extra_tests if dataset is not None else (), problems)
     if space is not None and dataset is not None and dataset.num_classes:
         _check_smallest_batch(name, space, method_cls, dataset.num_classes, problems)
+    if space is not None and dataset is not None and dataset.input_shape and not method_cls.global_pool:
+        _check_feature_map(name, space, method_cls, (model or ModelSpec()).backbone, dataset.input_shape, problems)
     if len(problems.issues) > n_before or objective is None or space_file is None:
         return None
     return Study(name, entry, spec.num_samples, space, space_file, *objective)
@@ -444,11 +458,37 @@ def _check_smallest_batch(name: str, space: dict[str, Param], method_cls, num_cl
                      f"the dataset's {num_classes} classes: {why}; allowed: a batch_size of at least {smallest}")
 
 
-def _check_metric_names(name: str, entry: catalog.MethodEntry, method_cls, problems: _Problems) -> None:
+def _space_values(param: Param | None, default: Any) -> list[Any]:
+    """The values a search-space entry can give that bound the rest: a fixed value, every choice,
+    both ends of a range; the default where the space leaves the hyperparameter out."""
+    if param is None:
+        return [default]
+    return {"fixed": [param.value], "categorical": list(param.choices)}.get(param.kind, [param.low, param.high])
+
+
+def _check_feature_map(name: str, space: dict[str, Param], method_cls, backbone: str,
+                       input_shape: tuple[int, int, int], problems: _Problems) -> None:
+    """Options that are sizes on the backbone's last feature map must fit it (``feature_map_problem``)."""
+    from sweeplab.models import feature_map_size
+
+    map_size = feature_map_size(backbone, input_shape)
+    for param_name, default in all_hyperparameters(method_cls).items():
+        for value in _space_values(space.get(param_name), default):
+            problem = method_cls.feature_map_problem(param_name, value, map_size)
+            if problem:
+                shape = "x".join(map(str, input_shape))
+                problems.add(f"methods.{name}", f"{param_name} {brief(value)} does not fit backbone {backbone!r}'s "
+                             f"last feature map, {map_size[0]}x{map_size[1]} for the dataset's {shape} input: "
+                             f"{problem}")
+                break
+
+
+def _check_metric_names(name: str, entry: catalog.MethodEntry, method_cls, extra_tests: tuple[str, ...],
+                        problems: _Problems) -> None:
     """Every metric name the method reports must be one MLflow accepts: a refused name would
     leave that epoch's metrics out of MLflow (``sweeplab.tracking`` drops a refused batch)."""
     family = task_family(entry.task)
-    names = [*family.reported_metrics(), *(f"train/loss/{p}" for p in method_cls.loss_parts),
+    names = [*family.reported_metrics(extra_tests), *(f"train/loss/{p}" for p in method_cls.loss_parts),
              *(f"train/{m}" for m in method_cls.epoch_metrics)]
     for metric in names:
         problem = metric_name_problem(metric)

@@ -35,13 +35,15 @@ class TaskFamily:
         """The metrics reported every epoch: the ones a scheduler and a searcher can follow."""
         return tuple(f"train/{m}" for m in self.train_metrics) + tuple(f"val/{m}" for m in self.eval_metrics)
 
-    def reported_metrics(self) -> tuple[str, ...]:
+    def reported_metrics(self, extra_tests: tuple[str, ...] = ()) -> tuple[str, ...]:
         """Every metric name the engine reports for a method of this family (the method's loss
-        parts, epoch statistics and optimizer groups come on top)."""
+        parts, epoch statistics and optimizer groups come on top); ``extra_tests``: the names of
+        the dataset's further test sets."""
+        tests = ("test", *(extra_test_split(name) for name in extra_tests))
         names = [f"train/{m}" for m in self.train_metrics] + ["train/samples"]
-        for split in ("val", "test"):
+        for split in ("val", *tests):
             names += [f"{split}/{m}" for m in self.eval_metrics]
-        names += [f"best/{split}/{m}" for split in ("val", "test") for m in self.eval_metrics]
+        names += [f"best/{split}/{m}" for split in ("val", *tests) for m in self.eval_metrics]
         names += ["best/epoch", "epoch", "lr"]
         return tuple(names)
 
@@ -63,6 +65,12 @@ TASKS: dict[str, TaskFamily] = {
         split_details=metrics.multilabel_details,
     ),
 }
+
+
+def extra_test_split(name: str) -> str:
+    """The split name of a dataset's further test set ``name`` (``cue_erased`` ->
+    ``test_cue_erased``, reported as ``test_cue_erased/acc``)."""
+    return f"test_{name}"
 
 
 def task_family(name: str) -> TaskFamily:

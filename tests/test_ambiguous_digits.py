@@ -46,12 +46,12 @@ def test_deterministic_per_seed_and_seed_matters():
         assert torch.equal(getattr(a, split).inputs, getattr(b, split).inputs)
         assert torch.equal(getattr(a, split).targets, getattr(b, split).targets)
     assert torch.equal(a.train.lam, b.train.lam) and torch.equal(a.train.partner, b.train.partner)
-    assert torch.equal(a.test.blended.inputs, b.test.blended.inputs)
+    assert torch.equal(a.extra_tests["blended"].inputs, b.extra_tests["blended"].inputs)
     assert not np.array_equal(a.train.source_indices, c.train.source_indices)
-    # test.blended has its own stream: train options do not move it
+    # the blended test set has its own stream: train options do not move it
     d = build(seed=4, blend_fraction=0.9, labelling="dominant")
-    assert torch.equal(a.test.blended.lam, d.test.blended.lam)
-    assert torch.equal(a.test.blended.partner_source, d.test.blended.partner_source)
+    assert torch.equal(a.extra_tests["blended"].lam, d.extra_tests["blended"].lam)
+    assert torch.equal(a.extra_tests["blended"].partner_source, d.extra_tests["blended"].partner_source)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.4, 1.0])
@@ -65,13 +65,13 @@ def test_blend_share_is_exact(fraction):
 @pytest.mark.parametrize("low,high", [(0.5, 1.0), (0.6, 0.8)])
 def test_lambda_in_range(low, high):
     data = build(seed=2, blend_fraction=1.0, lambda_low=low, lambda_high=high)
-    for lam in (data.train.lam, data.test.blended.lam):
+    for lam in (data.train.lam, data.extra_tests["blended"].lam):
         assert float(lam.min()) >= low and float(lam.max()) <= high
         assert float(lam.max() - lam.min()) > 0.8 * (high - low)  # spread over the range, not a constant
 
 
 def test_partner_always_a_listed_lookalike_from_the_same_split(bundle):
-    for dataset, split in ((bundle.train, bundle.train), (bundle.test.blended, bundle.test)):
+    for dataset, split in ((bundle.train, bundle.train), (bundle.extra_tests["blended"], bundle.test)):
         blended = (dataset.partner >= 0).numpy()
         clean = dataset.clean_targets.numpy()[blended]
         partner = dataset.partner.numpy()[blended]
@@ -99,8 +99,8 @@ def test_blended_pixels_are_lambda_a_plus_one_minus_lambda_b(bundle):
     assert np.allclose(raw, expected, atol=1e-5)
     manual = lam[blended, None, None, None] * a[blended] + (1 - lam[blended, None, None, None]) * RAW[source_b[blended]]
     assert np.allclose(raw[blended], manual, atol=1e-5)
-    # test.blended alike, every image blended
-    tb = bundle.test.blended
+    # the blended test set alike, every image blended
+    tb = bundle.extra_tests["blended"]
     assert bool((tb.partner >= 0).all())
     expected = blend_images(RAW[tb.source_indices], RAW[tb.partner_source.numpy()], tb.lam.numpy())
     assert np.allclose(unstandardise(tb, train), expected, atol=1e-5)
@@ -162,7 +162,7 @@ def test_val_and_test_are_clean_and_splits_disjoint(bundle):
         assert np.array_equal(split.targets.numpy(), LABELS[split.source_indices])
         assert np.allclose(unstandardise(split, train), RAW[split.source_indices], atol=1e-5)
         assert bool((split.partner < 0).all()) and bool((split.lam == 1.0).all())
-    tb = bundle.test.blended
+    tb = bundle.extra_tests["blended"]
     assert np.array_equal(tb.source_indices, bundle.test.source_indices)
     assert np.array_equal(tb.targets.numpy(), LABELS[tb.source_indices])  # labelled y_a
     sets = [set(s.source_indices.tolist()) for s in (train, bundle.val, bundle.test)]
@@ -171,7 +171,7 @@ def test_val_and_test_are_clean_and_splits_disjoint(bundle):
 
 
 def test_shapes_and_items(bundle):
-    for dataset in (bundle.train, bundle.val, bundle.test, bundle.test.blended):
+    for dataset in (bundle.train, bundle.val, bundle.test, bundle.extra_tests["blended"]):
         assert dataset.inputs.shape[1:] == (1, 8, 8) and dataset.inputs.dtype == torch.float32
         x, y, i = dataset[3]
         assert x.shape == (1, 8, 8) and y.dtype == torch.int64 and i == 3

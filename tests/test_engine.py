@@ -161,3 +161,20 @@ def test_a_diverged_multi_objective_trial_reports_the_worst_value_of_every_objec
     config[CONTEXT_KEY]["objectives"] = [["val/acc", "max"], ["val/loss", "min"]]
     out = train(config, MemoryReporter())
     assert out["val/acc"] == float("-inf") and out["val/loss"] == float("inf")
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("step", [0.1, 0.1, 0.01, 0.01, 0.001]),  # x lr_step_gamma every lr_step_epochs
+    ("exponential", [0.1 * 0.5**e for e in range(5)]),
+    ("constant", [0.1] * 5),
+])
+def test_learning_rate_schedules_per_epoch(schedule, expected):
+    hp = {"lr_schedule": schedule, "epochs": 5, "lr_gamma": 0.5, "lr_step_epochs": 2, "lr_step_gamma": 0.1}
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = engine.make_schedule(hp, optimizer)
+    rates = []
+    for _ in range(5):
+        rates.append(optimizer.param_groups[0]["lr"])
+        if scheduler is not None:
+            scheduler.step()
+    assert rates == pytest.approx(expected)

@@ -94,7 +94,8 @@ BAD = [
     ("missing data root", edit(dataset={"name": "image_folder", "root": "no/such/folder"}), SPACE, None, (), "sweep",
      "dataset.root", "folder does not exist"),
     ("unknown dataset", edit(dataset={"name": "cifar"}), SPACE, None, (), "sweep", "dataset.name",
-     "unknown dataset 'cifar'; allowed: affectnet, ambiguous_digits, coco_mlt, fer_csv, ferplus, image_folder"),
+     "unknown dataset 'cifar'; allowed: affectnet, ambiguous_digits, coco_mlt, cub, fer_csv, ferplus, "
+     "fgvc_aircraft, fine_digits, image_folder"),
     ("unknown dataset option", edit(dataset__noise=0.2), SPACE, None, (), "sweep", "dataset.noise",
      "unknown key 'noise'; allowed: noise_rate, noise_type"),
     ("missing search-space file", edit(methods__ce__search_space="nowhere.yaml"), SPACE, None, (), "sweep",
@@ -106,8 +107,8 @@ BAD = [
     ("bad engine choice", edit(methods__ce__overrides={"optimizer": "rmsprop"}), SPACE, None, (), "sweep",
      "methods.ce.overrides.optimizer", "optimizer: 'rmsprop' is not allowed; allowed: 'sgd', 'adam', 'adamw'"),
     ("bad engine choice in categorical", SWEEP,
-     {**SPACE, "lr_schedule": {"type": "categorical", "choices": ["cosine", "step"]}}, None, (), "space",
-     "lr_schedule", "lr_schedule: 'step' is not allowed; allowed: 'constant', 'cosine', 'exponential'"),
+     {**SPACE, "lr_schedule": {"type": "categorical", "choices": ["cosine", "linear"]}}, None, (), "space",
+     "lr_schedule", "lr_schedule: 'linear' is not allowed; allowed: 'constant', 'cosine', 'exponential', 'step'"),
     ("unknown profile", SWEEP, SPACE, "cluster", (), "sweep", "--profile",
      "unknown profile 'cluster'; profiles in this file: demo"),
     ("--set without =", SWEEP, SPACE, None, ("methods.ce.num_samples",), "sweep", "--set",
@@ -275,6 +276,18 @@ def test_profile_naming_another_dataset_replaces_it_whole(tmp_path):
     assert load_sweep(path).dataset["root"] == str(images.resolve())
     assert load_sweep(path, "demo").dataset == {"noise_rate": 0.2, "noise_type": "symmetric", "name": "noisy_digits",
                                                  "val_fraction": 0.15, "test_fraction": 0.2}
+
+
+def test_a_set_through_a_yaml_alias_changes_only_the_key_it_names(tmp_path):
+    text = yaml.safe_dump({**SWEEP, "methods": {}}, sort_keys=False).replace("methods: {}\n", "") + (
+        "methods:\n"
+        "  ce:\n    num_samples: 1\n    search_space: space.yaml\n    overrides: &recipe {epochs: 3}\n"
+        "  scn:\n    num_samples: 1\n    search_space: space.yaml\n    overrides: *recipe\n")
+    space = {k: v for k, v in SPACE.items() if k != "label_smoothing"}
+    sweep = load_sweep(write(tmp_path, text, space), sets=["methods.scn.overrides.beta=0.5"])
+    ce, scn = sweep.studies
+    assert scn.space["beta"].value == 0.5 and "beta" not in ce.space
+    assert ce.space["epochs"].value == scn.space["epochs"].value == 3
 
 
 def test_resolved_document_round_trips(tmp_path, monkeypatch):

@@ -38,8 +38,8 @@ Choices and deviations:
   does; its running statistics move once per branch, auxiliary branches first, then the target.
 - Every branch runs on every batch (their losses mask the rows), so all parameters get a gradient
   each step and DDP needs no ``find_unused_parameters``.
-- The learning-rate schedule is the engine's (constant, cosine, exponential), not the official
-  step table.
+- The learning-rate schedule is the engine's (constant, cosine, exponential, or step: x gamma every
+  n epochs), not the official step table.
 
 Reported each epoch (``train/*``): ``ramp_up`` / ``ramp_down`` (the losses' weights),
 ``uncertainty_mean`` (mean score s); where the data knows each image's look-alike partner and

@@ -35,18 +35,19 @@ Splits.
   curated validation set, and measures the question these methods are judged by: does
   training on ambiguous, noisily labelled data still classify clean digits. (A blended
   val labelled ``y_a`` would reward predicting the dominant digit of a blend, which is
-  what ``test.blended`` reports; selecting on it would tie the chosen epoch to this
+  what the blended test set reports; selecting on it would tie the chosen epoch to this
   synthetic blending rather than to the digits.)
-- ``test``: clean test images with their true labels. ``test.blended`` is a second test
-  set: every test image blended with a partner image from the test split at ``lam``
-  uniform in the same range, labelled ``y_a`` (the dominant digit); it carries the same
-  ``clean_targets`` / ``partner`` / ``lam`` / ``partner_source`` attributes.
+- ``test``: clean test images with their true labels. ``extra_tests["blended"]`` is a second
+  test set (reported as ``test_blended/*``): every test image blended with a partner image
+  from the test split at ``lam`` uniform in the same range, labelled ``y_a`` (the dominant
+  digit); it carries the same ``clean_targets`` / ``partner`` / ``lam`` / ``partner_source``
+  attributes.
 
 Pixels are scaled from [0, 16] to [0, 1], blended there, then every split is standardised
 with the scalar mean and std of the training inputs (the blended ones the model trains
 on; with ``blend_fraction: 0`` exactly noisy digits' statistics). Everything is fixed by
 the seed and the options; the test blend has its own random stream, so changing the
-train options does not change ``test.blended``'s blends.
+train options does not change the blended test set's blends.
 """
 
 from __future__ import annotations
@@ -201,8 +202,8 @@ def build_ambiguous_digits(options: AmbiguousDigitsFields, seed: int) -> DataBun
     train = _dataset(standardise(train_x), noisy_train, train_idx, clean_train, partner, lam, partner_source)
     train.pixel_mean, train.pixel_std = mean, std  # to undo the standardisation (reports, tests)
     test = clean_split(test_idx)
-    test.blended = _dataset(standardise(test_blended_x), labels[test_idx], test_idx, labels[test_idx],
-                            test_partner, test_lam, test_source)
+    blended = _dataset(standardise(test_blended_x), labels[test_idx], test_idx, labels[test_idx],
+                       test_partner, test_lam, test_source)
 
     return DataBundle(
         train=train,
@@ -211,4 +212,5 @@ def build_ambiguous_digits(options: AmbiguousDigitsFields, seed: int) -> DataBun
         info=digits_info(noisy_train),
         train_clean_targets=torch.from_numpy(clean_train.copy()),
         num_workers=0,
+        extra_tests={"blended": blended},
     )

@@ -62,6 +62,15 @@ def _small_cnn_map(net: SmallCNN) -> SmallCNN:
     return out
 
 
+def feature_map_size(name: str, input_shape: tuple[int, int, int]) -> tuple[int, int]:
+    """The (h, w) of backbone ``name``'s last feature map for inputs of ``input_shape`` (C, H, W),
+    from a forward pass on the meta device (no memory, no compute): exact for any backbone."""
+    with torch.device("meta"):
+        backbone, _ = build_backbone(name, input_shape[0], global_pool=False)
+        out = backbone.eval()(torch.empty(1, *input_shape))
+    return int(out.shape[-2]), int(out.shape[-1])
+
+
 def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     """Load a state dict saved at ``path`` into ``backbone`` (strictly, CPU, ``weights_only``).
 
