@@ -55,7 +55,8 @@ published val split (PublicTest), used as such.
 Synthetic label noise (``noise.py``, ``noise_rate`` / ``noise_type``) touches the images
 trained on only, with the trial's seed, after val is held out: val and test keep their
 labels, and ``train_clean_targets`` holds the labels as read (RAF-DB's own labels are
-themselves not noise-free: "clean" means "as published").
+themselves not noise-free: "clean" means "as published"). The hold-out, the noise and the
+image datasets are ``labelled.py``'s, shared with the fine-grained datasets.
 """
 
 from __future__ import annotations
@@ -70,84 +71,18 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from sweeplab.data.folders import ImageFiles, check_images, image_transforms, load_rgb
+from sweeplab.data.folders import check_images
 from sweeplab.data.indexed import _as_targets
+# LabelledImages, crop_to_box and stratified_holdout moved to labelled.py; still importable from here
+from sweeplab.data.labelled import BoxCrops, LabelledImages, assemble, crop_to_box, stratified_holdout  # noqa: F401
 from sweeplab.data.noise import inject_label_noise
 from sweeplab.method import DataInfo
 
 if TYPE_CHECKING:
-    from sweeplab.data import AffectNetOptions, DataBundle, FerCsvOptions, FerFileOptions, FerPlusOptions, RafDbOptions
+    from sweeplab.data import AffectNetOptions, DataBundle, FerCsvOptions, FerPlusOptions, RafDbOptions
 
 RAF_DB_CLASSES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
 RAF_DB_LABEL_FILE = "EmoLabel/list_patition_label.txt"
-
-
-class LabelledImages(ImageFiles):
-    """Image files with integer labels (relabellable ``targets``, int64)."""
-
-    dtype = np.int64
-
-
-def stratified_holdout(labels: Sequence[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions ``(keep, held_out)`` (sorted): round(fraction * N) held out (at least 1), each
-    class contributing floor(fraction * n_c) plus, by largest remainder, the rest; seeded."""
-    labels = np.asarray(labels, dtype=np.int64)
-    if len(labels) < 2:
-        raise ValueError(f"cannot hold out a validation share of {len(labels)} training image(s)")
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    want = fraction * np.array([np.sum(labels == c) for c in classes], dtype=float)
-    take = np.floor(want).astype(int)
-    total = min(max(1, int(round(fraction * len(labels)))), len(labels) - 1)
-    # classes with the largest remainders (ties broken at random) get one more each
-    order = sorted(range(len(classes)), key=lambda i: (-(want[i] - take[i]), rng.random()))
-    for i in order[: max(0, total - int(take.sum()))]:
-        take[i] += 1
-    held = []
-    for c, k in zip(classes, take):
-        held += rng.permutation(np.flatnonzero(labels == c))[:k].tolist()
-    held = np.sort(np.asarray(held, dtype=np.int64))
-    return np.setdiff1d(np.arange(len(labels)), held), held
-
-
-def assemble(options: FerFileOptions, seed: int, class_names: Sequence[str],
-             train: tuple[list[Path], np.ndarray], test: tuple[list[Path], np.ndarray],
-             val: tuple[list[Path], np.ndarray] | None = None,
-             images: type[LabelledImages] | None = None) -> DataBundle:
-    """The ``DataBundle``: val from ``val``, else held out of train or = test (``val_source``);
-    label noise on the images trained on only. ``images(items, labels, transform)`` makes each
-    split (default ``LabelledImages``: the items are paths)."""
-    from sweeplab.data import DataBundle
-
-    images = images or LabelledImages
-    num_classes = len(class_names)
-    train_transform, eval_transform = image_transforms(options.image_size, options.augment)
-    train_paths, train_labels = train
-    if val is None and options.val_source == "train_fraction":
-        keep, held_out = stratified_holdout(train_labels, options.val_fraction, seed)
-        val = ([train_paths[i] for i in held_out], train_labels[held_out])
-        train_paths, train_labels = [train_paths[i] for i in keep], train_labels[keep]
-    clean = train_labels.astype(np.int64)
-    noisy = inject_label_noise(clean, num_classes, options.noise_rate, options.noise_type, seed)
-
-    test_set = images(*test, eval_transform)
-    val_set = test_set if val is None else images(*val, eval_transform)
-    info = DataInfo(
-        task="classification",
-        num_classes=num_classes,
-        class_names=tuple(class_names),
-        input_shape=(3, options.image_size, options.image_size),
-        train_size=len(train_paths),
-        train_class_counts=tuple(int(n) for n in np.bincount(noisy, minlength=num_classes)),
-    )
-    return DataBundle(
-        train=images(train_paths, noisy, train_transform),
-        val=val_set,
-        test=test_set,
-        info=info,
-        train_clean_targets=torch.from_numpy(clean.copy()),
-        num_workers=options.workers,
-    )
 
 
 # -- RAF-DB ------------------------------------------------------------------------------
@@ -340,33 +275,7 @@ def read_affectnet(path: Path, image_dir: Path, num_classes: int, crop_face: boo
     return items, np.asarray(labels, dtype=np.int64)
 
 
-def crop_to_box(image, box: tuple[float, float, float, float] | None):
-    """``image`` cropped to ``(x, y, width, height)`` clipped to its bounds (whole when the box
-    is None or wholly outside)."""
-    if box is None:
-        return image
-    x, y, width, height = box
-    left, top = max(0, int(round(x))), max(0, int(round(y)))
-    right, bottom = min(image.width, int(round(x + width))), min(image.height, int(round(y + height)))
-    if right <= left or bottom <= top:
-        return image
-    return image.crop((left, top, right, bottom))
-
-
-class FaceCrops(LabelledImages):
-    """Image files with integer labels, each cropped to its face box (when it has one) before the
-    transform; items are ``(path, box or None)``."""
-
-    def __init__(self, items, targets, transform=None):
-        items = list(items)
-        super().__init__([path for path, _ in items], targets, transform)
-        self.boxes = [box for _, box in items]
-
-    def __getitem__(self, index: int):
-        image = crop_to_box(load_rgb(self.paths[index]), self.boxes[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.targets[index].clone(), index
+FaceCrops = BoxCrops  # AffectNet's images, each cropped to its face box; items (path, box or None)
 
 
 def build_affectnet(options: AffectNetOptions, seed: int) -> DataBundle:
