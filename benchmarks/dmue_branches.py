@@ -10,7 +10,10 @@ interleaved (median of the repeats):
 
 Cases: ResNet-18's layer4 on 224-pixel images (trunk output 256 x 14 x 14), batch 72, C = 7
 (K = 8), as DMUE's recipe; and the small CNN on the built-in 8 x 8 digits, batch 72, C = 10
-(K = 11). ``--device cuda`` measures on a GPU.
+(K = 11). ``--device cuda`` measures on a GPU. Beside the throughputs: the step's arithmetic
+(``torch.utils.flop_counter``, the same for every form), the rate each form reaches in GFLOP/s, and
+the rate of one large float32 matrix product on the same device, the ceiling of any arrangement of
+the same arithmetic: a form near it cannot be beaten by batching, only by doing less.
 
     .venv/bin/python benchmarks/dmue_branches.py [--repeats 3] [--device cpu|cuda] [--threads N]
 """
@@ -64,6 +67,29 @@ def step_seconds(module: nn.Module, x: torch.Tensor) -> float:
     return time.perf_counter() - start
 
 
+def step_flops(module: nn.Module, x: torch.Tensor) -> int:
+    """Floating-point operations of one forward + backward (torch's flop counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        module(x).float().square().mean().backward()
+    module.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def matmul_gflops(device: torch.device, side: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a float32 side x side matrix product (median of the repeats)."""
+    a, b = torch.randn(side, side, device=device), torch.randn(side, side, device=device)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 2 * side**3 / statistics.median(times[1:]) / 1e9
+
+
 def measure(case: str, repeats: int, device: torch.device) -> dict[str, float]:
     backbone, shape, batch, copies = CASES[case]
     _, stage = split_last_stage(build_backbone(backbone, 1, global_pool=False)[0])
@@ -74,6 +100,7 @@ def measure(case: str, repeats: int, device: torch.device) -> dict[str, float]:
     if "vmap" in forms:
         forms["vmap"].stacked_buffers = {k: v.to(device) for k, v in forms["vmap"].stacked_buffers.items()}
     x = torch.randn(batch, *shape, device=device)
+    flops = step_flops(forms["looped"], x)
     times: dict[str, list[float]] = {name: [] for name in forms}
     for name, module in forms.items():  # warm-up (allocations, kernel choice)
         step_seconds(module, x)
@@ -82,7 +109,8 @@ def measure(case: str, repeats: int, device: torch.device) -> dict[str, float]:
         for name, module in forms.items():
             times[name].append(step_seconds(module, x))
             module.zero_grad(set_to_none=True)
-    return {name: batch / statistics.median(t) for name, t in times.items()}
+    rates = {name: batch / statistics.median(t) for name, t in times.items()}
+    return {**rates, "gflop": flops / 1e9, **{f"{n} GFLOP/s": flops / 1e9 * r / batch for n, r in rates.items()}}
 
 
 def main() -> None:
@@ -96,11 +124,15 @@ def main() -> None:
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"training step (forward + backward) of the K branch copies, images/s, median of {args.repeats}; {name}")
-    print(f"{'case':38} {'looped':>9} {'grouped':>9} {'vmap':>9} {'grouped/looped':>15} {'vmap/looped':>12}")
+    print(f"{'case':38} {'looped':>9} {'grouped':>9} {'vmap':>9} {'grouped/looped':>15} {'vmap/looped':>12} "
+          f"{'GFLOP/step':>11} {'GFLOP/s looped / grouped / vmap':>32}")
     for case in CASES:
         r = measure(case, args.repeats, device)
+        achieved = " / ".join(f"{r[f'{n} GFLOP/s']:.0f}" for n in ("looped", "grouped", "vmap"))
         print(f"{case:38} {r['looped']:9.1f} {r['grouped']:9.1f} {r['vmap']:9.1f} "
-              f"{r['grouped'] / r['looped']:14.2f}x {r['vmap'] / r['looped']:11.2f}x", flush=True)
+              f"{r['grouped'] / r['looped']:14.2f}x {r['vmap'] / r['looped']:11.2f}x {r['gflop']:11.1f} "
+              f"{achieved:>32}", flush=True)
+    print(f"one {2048}x{2048} float32 matrix product on this device: {matmul_gflops(device):.0f} GFLOP/s")
 
 
 if __name__ == "__main__":

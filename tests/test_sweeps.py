@@ -280,6 +280,28 @@ def test_fer_ambiguous_demo_runs_dmue_beside_its_baseline_with_what_it_recovers(
                 "lr/model", "lr/heads"):
         assert [m.step for m in c.get_metric_history(dmue.info.run_id, key)] == [1, 2], key
     assert 0.0 <= dmue.data.metrics["test/acc"] <= 1.0
+    assert 0.0 <= dmue.data.metrics["test_blended/acc"] <= 1.0  # the dataset's further test set
+
+
+def test_fine_grained_demo_runs_db_gce_beside_ce_with_the_cue_erased_test(workdir):
+    from conftest import REPO
+
+    sets = ["search.max_concurrent=2", "scheduler.name=fifo"]
+    for method in ("ce", "db_gce"):
+        sets += [f"methods.{method}.num_samples=1", f"methods.{method}.overrides.epochs=2"]
+    sweep = load_sweep(REPO / "sweeps" / "fine_grained.yaml", profile="demo", sets=sets)
+    _, results = runner.run_sweep(sweep, num_cpus=2)
+    assert [r.method for r in results] == ["ce", "db_gce"] and all(r.complete for r in results)
+
+    c, parents, children = runs_of(f"sqlite:///{workdir / 'mlflow.db'}", "fine_grained")
+    assert sorted(p.info.run_name for p in parents) == ["ce", "db_gce"]
+    (db_gce,) = [r for r in children if r.data.tags["sweeplab.method"] == "db_gce"]
+    assert db_gce.data.tags["sweeplab.status"] == "finished"
+    for key in ("train/loss/gce", "train/loss/ce", "val/acc"):
+        assert [m.step for m in c.get_metric_history(db_gce.info.run_id, key)] == [1, 2], key
+    for run in children:
+        for key in ("test/acc", "test_cue_erased/acc", "best/test_cue_erased/acc"):
+            assert 0.0 <= run.data.metrics[key] <= 1.0, (run.info.run_name, key)
 
 
 def test_a_trial_asking_for_more_than_the_machine_has_is_refused(workdir):

@@ -75,6 +75,17 @@ METHODS: dict[str, MethodEntry] = {
                   "Estimation for Facial Expression Recognition, CVPR 2021",
         ),
         MethodEntry(
+            name="db_gce",
+            target="trainables.db_gce:DBGCE",
+            task="classification",
+            metric="val/acc",
+            mode="max",
+            summary="class activation maps whose salient parts are randomly suppressed (diversification block), "
+                    "cross-entropy over the top-k confusable classes (gradient-boosting CE)",
+            paper="Sun et al., Fine-grained Recognition: Accounting for Subtle Differences between Similar Classes, "
+                  "AAAI 2020",
+        ),
+        MethodEntry(
             name="scn",
             target="trainables.scn:SCN",
             task="classification",

@@ -8,13 +8,14 @@ the trial. Every training item is ``(input, target, index)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from sweeplab.data.ambiguous_digits import AmbiguousDigitsFields
+from sweeplab.data.fine_digits import FineDigitsFields
 from sweeplab.method import DataInfo
 
 
@@ -26,6 +27,9 @@ class DataBundle:
     info: DataInfo
     train_clean_targets: Any = None  # LongTensor of the true labels where known (built-in data), else None
     num_workers: int = 0  # DataLoader workers that suit this dataset
+    # further test sets (name -> dataset), evaluated with test and reported as ``test_<name>/*``
+    # (see ``sweeplab.tasks.extra_test_split``); their names are the options' ``extra_tests``
+    extra_tests: dict[str, Any] = field(default_factory=dict)
 
 
 def _existing_dir(path: Path) -> Path:
@@ -41,11 +45,20 @@ ExistingDir = Annotated[Path, AfterValidator(_existing_dir)]
 class DatasetOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     task: ClassVar[str] = "classification"
+    # the names of the further test sets the dataset builds (``DataBundle.extra_tests``)
+    extra_tests: ClassVar[tuple[str, ...]] = ()
 
     @property
     def num_classes(self) -> int | None:
         """The number of classes where the options fix it (for checks before compute), else None."""
         return None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int] | None:
+        """The model's input (channels, height, width) where the options fix it (checks before
+        compute: a head's patch size against the backbone's feature map), else None."""
+        size = getattr(self, "image_size", None)
+        return None if size is None else (3, size, size)
 
     def build(self, seed: int) -> DataBundle:
         raise NotImplementedError
@@ -81,6 +94,7 @@ class NoisyDigitsOptions(DatasetOptions, LabelNoise):
 
     name: Literal["noisy_digits"] = "noisy_digits"
     num_classes: ClassVar[int] = 10
+    input_shape: ClassVar[tuple[int, int, int]] = (1, 8, 8)
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
 
@@ -96,11 +110,34 @@ class AmbiguousDigitsOptions(DatasetOptions, AmbiguousDigitsFields):
 
     name: Literal["ambiguous_digits"] = "ambiguous_digits"
     num_classes: ClassVar[int] = 10
+    input_shape: ClassVar[tuple[int, int, int]] = (1, 8, 8)
+    extra_tests: ClassVar[tuple[str, ...]] = ("blended",)
 
     def build(self, seed: int) -> DataBundle:
         from sweeplab.data.ambiguous_digits import build_ambiguous_digits
 
         return build_ambiguous_digits(self, seed)
+
+
+class FineDigitsOptions(DatasetOptions, FineDigitsFields):
+    """scikit-learn's 8x8 digits drawn on a larger canvas with two small marks telling one of a few
+    variants: classes (digit, variant), confusable within a digit (see ``fine_digits.py``)."""
+
+    name: Literal["fine_digits"] = "fine_digits"
+    extra_tests: ClassVar[tuple[str, ...]] = ("cue_erased",)
+
+    @property
+    def num_classes(self) -> int:
+        return self.digits * self.variants
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (1, self.canvas, self.canvas)
+
+    def build(self, seed: int) -> DataBundle:
+        from sweeplab.data.fine_digits import build_fine_digits
+
+        return build_fine_digits(self, seed)
 
 
 class ImageFolderOptions(DatasetOptions, LabelNoise):
@@ -161,6 +198,10 @@ class LongTailedDigitsOptions(DatasetOptions):
     shuffle_classes: bool = False  # class frequency rank: digit order (0 most frequent) or a seeded permutation
     head_min: int = Field(100, ge=1)  # head: >= head_min training images
     tail_max: int = Field(20, ge=1)  # tail: < tail_max training images; medium in between
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (1, 8 * self.tiles, 8 * self.tiles)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -468,6 +509,10 @@ class FerPlusOptions(DatasetOptions, LabelNoise):
     augment: bool = True  # random crop of 80-100% of the face + horizontal flip on train
     workers: int = Field(0, ge=0)  # DataLoader workers (the faces are in memory)
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (1, self.image_size, self.image_size)
+
     @model_validator(mode="after")
     def _aligned(self):
         from sweeplab.data.fer import check_ferplus_rows
@@ -481,9 +526,112 @@ class FerPlusOptions(DatasetOptions, LabelNoise):
         return build_ferplus(self, seed)
 
 
+# -- fine-grained classification (task "classification"; see fine_grained.py) ----------------
+
+
+class FineGrainedOptions(FerFileOptions):
+    """Options common to the fine-grained datasets under one ``root`` (CUB-200-2011, Stanford Cars,
+    FGVC-Aircraft; see ``fine_grained.py``): both sides resized to ``resize``, then an ``image_size`` crop."""
+
+    root: ExistingDir
+    image_size: int = Field(448, ge=8)  # the crop's side
+    resize: int | None = None  # both sides first resized to this; default round(image_size * 600 / 448)
+    augment: bool = True  # train: random crop + horizontal flip; else the eval centre crop
+    _num_classes: int | None = None  # a private attribute: the class count the files gave when validated
+
+    @property
+    def resize_side(self) -> int:
+        """The side both dimensions are resized to before the crop (600 for the 448 crop, the reference recipe)."""
+        return self.resize if self.resize is not None else round(self.image_size * 600 / 448)
+
+    @property
+    def num_classes(self) -> int | None:
+        return self._num_classes
+
+    @model_validator(mode="after")
+    def _resize_and_files(self):
+        if self.resize_side < self.image_size:
+            raise ValueError(f"resize ({self.resize_side}) must be at least image_size ({self.image_size}): "
+                             "the crop is taken from the resized image")
+        # files, lines and ids checked (errors name the file and line) before anything runs
+        self._num_classes = len(self.listing().class_names)
+        return self
+
+    def listing(self):
+        """The dataset's lists as its files give them (``fine_grained.Listing``)."""
+        raise NotImplementedError
+
+    def build(self, seed: int) -> DataBundle:
+        from sweeplab.data.fine_grained import build_fine_grained
+
+        return build_fine_grained(self, seed)
+
+
+class CubOptions(FineGrainedOptions):
+    """CUB-200-2011 (200 bird species): ``images.txt``, ``image_class_labels.txt``,
+    ``train_test_split.txt`` and ``classes.txt`` under ``root``, images under ``images/``."""
+
+    name: Literal["cub"] = "cub"
+    root: ExistingDir  # the CUB_200_2011 folder
+    crop_box: bool = False  # crop each image to its box in bounding_boxes.txt
+
+    def listing(self):
+        from sweeplab.data.fine_grained import read_cub
+
+        return read_cub(self.root, self.crop_box)
+
+
+class StanfordCarsOptions(FineGrainedOptions, FilesUnderRoot):
+    """Stanford Cars (196 models): the devkit's ``cars_meta.mat`` and ``cars_train_annos.mat``,
+    the test labels ``cars_test_annos_withlabels.mat``, images under ``cars_train/`` and ``cars_test/``."""
+
+    name: Literal["stanford_cars"] = "stanford_cars"
+    root: ExistingDir  # the folder holding devkit/, cars_train/ and cars_test/
+    meta: ExistingFile | None = None  # default <root>/devkit/cars_meta.mat
+    train_annotations: ExistingFile | None = None  # default <root>/devkit/cars_train_annos.mat
+    test_annotations: ExistingFile | None = None  # default <root>/cars_test_annos_withlabels.mat (published apart)
+    crop_box: bool = False  # crop each image to its annotated box (bbox_x1..bbox_y2)
+
+    _defaults: ClassVar[dict[str, str]] = {
+        "meta": "devkit/cars_meta.mat",
+        "train_annotations": "devkit/cars_train_annos.mat",
+        "test_annotations": "cars_test_annos_withlabels.mat",
+    }
+
+    def listing(self):
+        from sweeplab.data.fine_grained import read_cars
+
+        return read_cars(self.root, self.meta, self.train_annotations, self.test_annotations, self.crop_box)
+
+
+class AircraftOptions(FineGrainedOptions):
+    """FGVC-Aircraft 2013b (100 variants): ``data/images_variant_{trainval,train,val,test}.txt``
+    (lines ``<id> <variant>``) and, for the class order, ``data/variants.txt`` under ``root``; images
+    ``data/images/<id>.jpg``."""
+
+    name: Literal["fgvc_aircraft"] = "fgvc_aircraft"
+    root: ExistingDir  # the fgvc-aircraft-2013b folder
+    # train on trainval (val: val_source), or on train with the published val as val (val_fraction unused)
+    split: Literal["trainval", "train"] = "trainval"
+    crop_banner: bool = True  # crop off the 20-pixel copyright banner at the bottom of every image
+
+    @model_validator(mode="after")
+    def _val_given_once(self):
+        if self.split == "train" and self.val_source == "test":
+            raise ValueError("split: train takes val from images_variant_val.txt; give either it or "
+                             "val_source: test, not both")
+        return self
+
+    def listing(self):
+        from sweeplab.data.fine_grained import read_aircraft
+
+        return read_aircraft(self.root, self.split, self.crop_banner)
+
+
 DATASETS: dict[str, type[DatasetOptions]] = {
     "noisy_digits": NoisyDigitsOptions,
     "ambiguous_digits": AmbiguousDigitsOptions,
+    "fine_digits": FineDigitsOptions,
     "image_folder": ImageFolderOptions,
     "lt_digits": LongTailedDigitsOptions,
     "voc_mlt": VocMltOptions,
@@ -493,6 +641,9 @@ DATASETS: dict[str, type[DatasetOptions]] = {
     "fer_csv": FerCsvOptions,
     "affectnet": AffectNetOptions,
     "ferplus": FerPlusOptions,
+    "cub": CubOptions,
+    "stanford_cars": StanfordCarsOptions,
+    "fgvc_aircraft": AircraftOptions,
 }
 
 
