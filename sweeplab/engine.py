@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from sweeplab import catalog
 from sweeplab.context import TrialContext, hyperparameters_of
 from sweeplab.data import build_dataset
-from sweeplab.method import (DataInfo, Method, ParamGroup, all_hyperparameters, feature_map_problems,
+from sweeplab.method import (DataFacts, DataInfo, Method, ParamGroup, all_hyperparameters, data_problems,
                              hyperparameter_problems)
 from sweeplab.models import build_backbone, feature_map_size
 from sweeplab.tasks import extra_test_split, task_family
@@ -224,9 +224,9 @@ def make_optimizer(hp: Mapping[str, Any], groups: list[ParamGroup]) -> torch.opt
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(hp["momentum"]), weight_decay=wd)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, eps=float(hp["adam_eps"]))
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, eps=float(hp["adam_eps"]))
     raise ValueError(f"optimizer {name!r} is not one of sgd, adam, adamw")
 
 
@@ -434,10 +434,11 @@ def train(
     method = method_cls(hp, data.info)
     method.attach_train_data(data.train, data.train_clean_targets)
     backbone_name = ctx.model.get("backbone", "small_cnn")
-    if not method.global_pool:  # sizes on the feature map must fit it (validation checks the same)
-        problems = feature_map_problems(method_cls, hp, feature_map_size(backbone_name, data.info.input_shape))
-        if problems:
-            raise ValueError(f"{method_cls.__name__} on {backbone_name}: " + "; ".join(problems))
+    facts = DataFacts(data.info.num_classes, None if method.global_pool else
+                      feature_map_size(backbone_name, data.info.input_shape))
+    problems = data_problems(method_cls, hp, facts)  # validation checks the same before the sweep
+    if problems:
+        raise ValueError(f"{method_cls.__name__} on {backbone_name}: " + "; ".join(problems))
     backbone, feature_dim = build_backbone(backbone_name, data.info.input_shape[0], ctx.model.get("weights"),
                                            global_pool=method.global_pool)
     model = method.build_model(backbone, feature_dim).to(device)

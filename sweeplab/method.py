@@ -117,6 +117,8 @@ ENGINE_HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "lr": number(1e-3, "initial learning rate (of the groups' scale 1)", low=0, low_open=True),
     "weight_decay": number(1e-4, "L2 penalty (decoupled for adamw)", low=0),
     "momentum": number(0.9, "SGD momentum (ignored by adam/adamw)", low=0),
+    "adam_eps": number(1e-8, "Adam/AdamW's ε in the update's denominator (PyTorch's default; ProxyGML's and "
+                       "SoftTriple's recipes: 0.01)", low=0, low_open=True),
     "lr_schedule": choice("cosine", ("constant", "cosine", "exponential", "step"), "per-epoch learning-rate schedule"),
     "lr_gamma": number(0.9, "per-epoch decay factor of the exponential schedule", low=0, high=1, low_open=True),
     "lr_step_epochs": number(30, "epochs between the step schedule's decays", low=1, whole=True),
@@ -148,13 +150,29 @@ def hyperparameter_problems(method_cls: type["Method"], values: Mapping[str, Any
     return out
 
 
-def feature_map_problems(method_cls: type["Method"], values: Mapping[str, Any], map_size: tuple[int, int]) -> list[str]:
-    """``"name: why"`` for each value that does not fit a last feature map of ``map_size``."""
+@dataclass(frozen=True)
+class DataFacts:
+    """What is known of the data before a trial trains, for the options that depend on it: the
+    number of training classes, and the (h, w) of the backbone's last feature map (methods with
+    ``global_pool = False``); ``None`` where it is not known yet."""
+
+    num_classes: int | None = None
+    feature_map: tuple[int, int] | None = None
+
+    def describe(self) -> str:
+        parts = [f"{self.num_classes} training classes"] if self.num_classes else []
+        if self.feature_map:
+            parts.append(f"a {self.feature_map[0]}x{self.feature_map[1]} last feature map")
+        return " and ".join(parts) or "this data"
+
+
+def data_problems(method_cls: type["Method"], values: Mapping[str, Any], facts: DataFacts) -> list[str]:
+    """``"name: why"`` for each value that does not fit the data (``Method.data_problem``)."""
     out = []
     for name, value in values.items():
-        problem = method_cls.feature_map_problem(name, value, map_size)
+        problem = method_cls.data_problem(name, value, facts)
         if problem:
-            out.append(f"{name}: {brief(value)} does not fit the {map_size[0]}x{map_size[1]} feature map: {problem}")
+            out.append(f"{name}: {brief(value)} does not fit {facts.describe()}: {problem}")
     return out
 
 
@@ -242,11 +260,12 @@ class Method:
         return 1, ""
 
     @classmethod
-    def feature_map_problem(cls, name: str, value: Any, map_size: tuple[int, int]) -> str | None:
-        """Why ``value`` of hyperparameter ``name`` does not fit the backbone's last feature map of
-        ``map_size`` (h, w), for a method with ``global_pool = False`` whose option is a size on that
-        map; checked by validation for every value a search space can give (where the dataset fixes
-        its input size) and when a trial starts. Default: every value fits."""
+    def data_problem(cls, name: str, value: Any, data: DataFacts) -> str | None:
+        """Why ``value`` of hyperparameter ``name`` does not fit the data (``data``: the number of
+        training classes, the backbone's last feature map; each ``None`` where not known), e.g. a
+        patch larger than the map, a neighbourhood size beyond the classes. Checked by validation
+        for every value a search space can give, where the dataset fixes the facts, and when a
+        trial starts. Default: every value fits."""
         return None
 
     # -- model ---------------------------------------------------------------

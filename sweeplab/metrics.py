@@ -114,3 +114,79 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     if a.numel() < 2 or a.min() == a.max() or b.min() == b.max():
         return float("nan")
     return float(spearmanr(a.numpy(), b.numpy()).statistic)
+
+
+# -- retrieval (metric learning): neighbours among the split's own embeddings -------------------
+RECALL_KS = (1, 2, 4, 8)
+_BLOCK_ENTRIES = 1 << 25  # similarities held at once by recall_at_k (32 M floats, 128 MB)
+
+
+def nearest_neighbours(embeddings: torch.Tensor, k: int, block_entries: int = _BLOCK_ENTRIES) -> torch.Tensor:
+    """(N, k) indices of each row's k most cosine-similar other rows (itself excluded), most
+    similar first; computed a block of queries at a time, so memory stays at ``block_entries``
+    similarities whatever N (no N x N matrix)."""
+    x = F.normalize(embeddings.float(), dim=1)
+    n = x.shape[0]
+    k = min(k, n - 1)
+    rows = max(1, block_entries // max(n, 1))
+    out = torch.empty(n, k, dtype=torch.long)
+    for start in range(0, n, rows):
+        block = x[start:start + rows] @ x.T  # (rows, N) cosine similarities
+        block[torch.arange(block.shape[0]), torch.arange(start, start + block.shape[0])] = float("-inf")
+        out[start:start + rows] = block.topk(k, dim=1).indices
+    return out
+
+
+def recall_hits(embeddings: torch.Tensor, labels: torch.Tensor, ks=RECALL_KS,
+                block_entries: int = _BLOCK_ENTRIES) -> dict[int, torch.Tensor]:
+    """``{K: (N,) bool}``: whether any of each sample's K nearest others shares its label."""
+    labels = torch.as_tensor(labels).reshape(-1)
+    neighbours = nearest_neighbours(embeddings, max(ks), block_entries)
+    same = labels[neighbours] == labels[:, None]  # (N, max K), nearest first
+    return {k: same[:, :k].any(dim=1) for k in ks}
+
+
+def recall_at_k(embeddings: torch.Tensor, labels: torch.Tensor, ks=RECALL_KS,
+                block_entries: int = _BLOCK_ENTRIES) -> dict[int, float]:
+    """``{K: Recall@K}``: the share of samples with at least one of their K nearest others
+    (cosine, the query itself excluded) of the same label, as metric learning reports it."""
+    return {k: hit.float().mean().item() for k, hit in recall_hits(embeddings, labels, ks, block_entries).items()}
+
+
+KMEANS_MAX_ITER = 100  # Lloyd iterations of NMI's k-means (bounds its cost on large splits; see benchmarks)
+
+
+def nmi(embeddings: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> float:
+    """Normalised mutual information (scikit-learn's, arithmetic mean) between the labels and a
+    k-means clustering of the L2-normalised embeddings into as many clusters as labels (seeded,
+    one initialisation, at most ``KMEANS_MAX_ITER`` iterations)."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
+    labels = torch.as_tensor(labels).reshape(-1).numpy()
+    clusters = len(np.unique(labels))
+    if clusters < 2:
+        return float("nan")
+    x = F.normalize(embeddings.float(), dim=1).numpy()
+    kmeans = KMeans(n_clusters=clusters, n_init=1, max_iter=KMEANS_MAX_ITER, random_state=seed)
+    assigned = kmeans.fit_predict(x)
+    return float(normalized_mutual_info_score(labels, assigned))
+
+
+def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor, info: DataInfo) -> dict[str, float]:
+    """``recall_at_1`` .. ``recall_at_8`` and ``nmi`` of one split, queried against itself."""
+    out = {f"recall_at_{k}": v for k, v in recall_at_k(embeddings, labels).items()}
+    out["nmi"] = nmi(embeddings, labels)
+    return out
+
+
+def retrieval_details(embeddings: torch.Tensor, labels: torch.Tensor, info: DataInfo) -> dict:
+    """Recall@1 of each class of the split (its label as given; the classes are not the
+    training classes)."""
+    labels = torch.as_tensor(labels).reshape(-1)
+    hit = recall_hits(embeddings, labels, ks=(1,))[1]
+    rows = []
+    for label in torch.unique(labels).tolist():
+        mask = labels == label
+        rows.append({"class": str(label), "n": int(mask.sum()), "recall_at_1": float(hit[mask].float().mean())})
+    return {"classes": rows}

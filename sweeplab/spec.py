@@ -31,7 +31,7 @@ import yaml
 from pydantic import ValidationError
 
 from sweeplab import catalog
-from sweeplab.method import Hyperparameter, all_hyperparameters, declarations
+from sweeplab.method import DataFacts, Hyperparameter, all_hyperparameters, declarations
 from sweeplab.search import SAMPLERS, SCHEDULERS
 from sweeplab.spaces import Issue, Param, SpecError, brief, collect_space, upper_bound
 from sweeplab.sweep_schema import (SECTIONS, CheckpointSpec, FailureSpec, MethodSpec, ModelSpec, ResourcesSpec,
@@ -366,8 +366,8 @@ def _check_method(name, raw, search, scheduler, dataset, model: ModelSpec | None
     _check_metric_names(name, entry, method_cls, dataset.extra_tests if dataset is not None else (), problems)
     if space is not None and dataset is not None and dataset.num_classes:
         _check_smallest_batch(name, space, method_cls, dataset.num_classes, problems)
-    if space is not None and dataset is not None and dataset.input_shape and not method_cls.global_pool:
-        _check_feature_map(name, space, method_cls, (model or ModelSpec()).backbone, dataset.input_shape, problems)
+    if space is not None and dataset is not None:
+        _check_data_fit(name, space, method_cls, (model or ModelSpec()).backbone, dataset, problems)
     if len(problems.issues) > n_before or objective is None or space_file is None:
         return None
     return Study(name, entry, spec.num_samples, space, space_file, *objective)
@@ -466,19 +466,27 @@ def _space_values(param: Param | None, default: Any) -> list[Any]:
     return {"fixed": [param.value], "categorical": list(param.choices)}.get(param.kind, [param.low, param.high])
 
 
-def _check_feature_map(name: str, space: dict[str, Param], method_cls, backbone: str,
-                       input_shape: tuple[int, int, int], problems: _Problems) -> None:
-    """Options that are sizes on the backbone's last feature map must fit it (``feature_map_problem``)."""
+def _check_data_fit(name: str, space: dict[str, Param], method_cls, backbone: str, dataset, problems: _Problems) -> None:
+    """Options that depend on the data (a patch on the feature map, a count of the classes) must fit
+    what the dataset's options fix (``Method.data_problem``)."""
     from sweeplab.models import feature_map_size
 
-    map_size = feature_map_size(backbone, input_shape)
+    shape = dataset.input_shape
+    feature_map = feature_map_size(backbone, shape) if shape and not method_cls.global_pool else None
+    facts = DataFacts(dataset.num_classes, feature_map)
+    if facts == DataFacts():
+        return
+    where = []
+    if facts.num_classes:
+        where.append(f"the dataset's {facts.num_classes} training classes")
+    if feature_map:
+        where.append(f"backbone {backbone!r}'s last feature map, {feature_map[0]}x{feature_map[1]} for the "
+                     f"dataset's {'x'.join(map(str, shape))} input")
     for param_name, default in all_hyperparameters(method_cls).items():
         for value in _space_values(space.get(param_name), default):
-            problem = method_cls.feature_map_problem(param_name, value, map_size)
+            problem = method_cls.data_problem(param_name, value, facts)
             if problem:
-                shape = "x".join(map(str, input_shape))
-                problems.add(f"methods.{name}", f"{param_name} {brief(value)} does not fit backbone {backbone!r}'s "
-                             f"last feature map, {map_size[0]}x{map_size[1]} for the dataset's {shape} input: "
+                problems.add(f"methods.{name}", f"{param_name} {brief(value)} does not fit {' and '.join(where)}: "
                              f"{problem}")
                 break
 

@@ -64,6 +64,14 @@ TASKS: dict[str, TaskFamily] = {
         split_metrics=metrics.multilabel_metrics,
         split_details=metrics.multilabel_details,
     ),
+    # deep metric learning: embeddings of classes never trained on, queried against each other
+    "retrieval": TaskFamily(
+        name="retrieval",
+        eval_metrics=(*(f"recall_at_{k}" for k in metrics.RECALL_KS), "nmi"),
+        train_metrics=("loss",),
+        split_metrics=metrics.retrieval_metrics,
+        split_details=metrics.retrieval_details,
+    ),
 }
 
 

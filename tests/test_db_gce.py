@@ -10,7 +10,7 @@ import torch
 import yaml
 from torch.nn import functional as F
 
-from sweeplab.method import DataInfo, all_hyperparameters, feature_map_problems
+from sweeplab.method import DataFacts, DataInfo, all_hyperparameters, data_problems
 from sweeplab.models import build_backbone, feature_map_size
 from sweeplab.spec import validate_files
 from trainables.db_gce import DBGCE, diversify, gradient_boosting_cross_entropy, patch_grid, suppression_mask
@@ -138,9 +138,11 @@ def test_a_training_step_trains_the_loss_mode_and_logs_both_terms(loss):
 def test_a_patch_larger_than_the_feature_map_is_refused():
     assert feature_map_size("small_cnn", (1, 24, 24)) == (12, 12)
     assert feature_map_size("resnet50", (3, 448, 448)) == (14, 14)
-    assert DBGCE.feature_map_problem("patch_size", 12, (12, 12)) is None
-    [problem] = feature_map_problems(DBGCE, {"patch_size": 13, "alpha": 0.5}, (12, 12))
-    assert "patch_size: 13 does not fit the 12x12 feature map" in problem and "allowed: 1..12" in problem
+    assert DBGCE.data_problem("patch_size", 12, DataFacts(20, (12, 12))) is None
+    assert DBGCE.data_problem("patch_size", 99, DataFacts(20)) is None  # the map not known: nothing to check
+    [problem] = data_problems(DBGCE, {"patch_size": 13, "alpha": 0.5}, DataFacts(20, (12, 12)))
+    assert "patch_size: 13 does not fit 20 training classes and a 12x12 last feature map" in problem
+    assert "allowed: 1..12" in problem
 
 
 SWEEP = {
@@ -156,8 +158,8 @@ def test_validation_names_the_patch_size_that_exceeds_the_map(tmp_path):
     path.write_text(yaml.safe_dump(SWEEP))
     [issue] = validate_files([path])
     assert issue.key == "methods.db_gce"
-    assert "patch_size 11 does not fit backbone 'small_cnn''s last feature map, 10x10 for the dataset's 1x20x20" \
-        in issue.message and "allowed: 1..10" in issue.message
+    assert "patch_size 11 does not fit the dataset's 20 training classes and backbone 'small_cnn''s last feature " \
+        "map, 10x10 for the dataset's 1x20x20 input" in issue.message and "allowed: 1..10" in issue.message
     doc = copy.deepcopy(SWEEP)
     doc["dataset"]["canvas"] = 24  # a 12x12 map
     path.write_text(yaml.safe_dump(doc))

@@ -71,7 +71,7 @@ BAD = [
     ("unknown method", edit(methods__dino={}), SPACE, None, (), "sweep", "methods.dino",
      "unknown method 'dino'; known methods: bce, ce"),
     ("hyperparameter the method lacks (space file)", SWEEP, {**SPACE, "beta": 0.5}, None, (), "space", "beta",
-     "unknown hyperparameter 'beta' for method 'ce'; allowed: batch_size, epochs, label_smoothing, lr"),
+     "unknown hyperparameter 'beta' for method 'ce'; allowed: adam_eps, batch_size, epochs, label_smoothing, lr"),
     ("hyperparameter the method lacks (overrides)", edit(methods__ce__overrides={"scn": {"beta": 0.5}}), SPACE, None,
      (), "sweep", "methods.ce.overrides.scn.beta", "unknown hyperparameter 'scn/beta'"),
     ("inverted range", SWEEP, {**SPACE, "lr": {"type": "float", "low": 0.1, "high": 0.001}}, None, (), "space", "lr",
@@ -94,8 +94,8 @@ BAD = [
     ("missing data root", edit(dataset={"name": "image_folder", "root": "no/such/folder"}), SPACE, None, (), "sweep",
      "dataset.root", "folder does not exist"),
     ("unknown dataset", edit(dataset={"name": "cifar"}), SPACE, None, (), "sweep", "dataset.name",
-     "unknown dataset 'cifar'; allowed: affectnet, ambiguous_digits, coco_mlt, cub, fer_csv, ferplus, "
-     "fgvc_aircraft, fine_digits, image_folder"),
+     "unknown dataset 'cifar'; allowed: affectnet, ambiguous_digits, cars196, coco_mlt, cub, cub_retrieval, "
+     "fer_csv, ferplus, fgvc_aircraft, fine_digits, image_folder"),
     ("unknown dataset option", edit(dataset__noise=0.2), SPACE, None, (), "sweep", "dataset.noise",
      "unknown key 'noise'; allowed: noise_rate, noise_type"),
     ("missing search-space file", edit(methods__ce__search_space="nowhere.yaml"), SPACE, None, (), "sweep",

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sweeplab.method import Method, choice, flag, number
+from sweeplab.method import DataFacts, Method, choice, flag, number
 
 
 # ---------------------------------------------------------------------------
@@ -156,10 +156,11 @@ class DBGCE(Method):
     }
 
     @classmethod
-    def feature_map_problem(cls, name: str, value: Any, map_size: tuple[int, int]) -> str | None:
-        if name == "patch_size" and isinstance(value, (int, float)) and value > min(map_size):
-            return (f"a patch side larger than the map makes one patch of the whole map; "
-                    f"allowed: 1..{min(map_size)} (or a larger input)")
+    def data_problem(cls, name: str, value: Any, data: DataFacts) -> str | None:
+        side = min(data.feature_map) if data.feature_map else None
+        if name == "patch_size" and side is not None and isinstance(value, (int, float)) and value > side:
+            return f"a patch side larger than the map makes one patch of the whole map; allowed: 1..{side} " \
+                   "(or a larger input)"
         return None
 
     def build_model(self, backbone: nn.Module, feature_dim: int) -> nn.Module:
