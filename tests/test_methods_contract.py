@@ -18,6 +18,7 @@ from trainables.registry import METHODS
 BUILT_IN = {
     "classification": {"name": "noisy_digits", "noise_rate": 0.2},
     "multilabel": {"name": "lt_digits", "train_size": 300, "val_size": 100, "test_size": 100},
+    "retrieval": {"name": "retrieval_digits", "per_class": 6},
 }
 
 

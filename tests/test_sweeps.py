@@ -304,6 +304,28 @@ def test_fine_grained_demo_runs_db_gce_beside_ce_with_the_cue_erased_test(workdi
             assert 0.0 <= run.data.metrics[key] <= 1.0, (run.info.run_name, key)
 
 
+def test_metric_learning_demo_runs_proxygml_beside_the_proxy_losses_with_recall_at_k(workdir):
+    from conftest import REPO
+
+    methods = ("proxygml", "proxy_nca", "proxy_anchor", "soft_triple", "normalized_softmax")
+    sets = ["search.max_concurrent=2", "scheduler.name=fifo", "dataset.per_class=8"]
+    for method in methods:
+        sets += [f"methods.{method}.num_samples=1", f"methods.{method}.overrides.epochs=2"]
+    sweep = load_sweep(REPO / "sweeps" / "metric_learning.yaml", profile="demo", sets=sets)
+    _, results = runner.run_sweep(sweep, num_cpus=2)
+    assert [r.method for r in results] == list(methods) and all(r.complete for r in results)
+
+    c, parents, children = runs_of(f"sqlite:///{workdir / 'mlflow.db'}", "metric_learning")
+    assert sorted(p.info.run_name for p in parents) == sorted(methods)
+    (proxygml,) = [r for r in children if r.data.tags["sweeplab.method"] == "proxygml"]
+    assert proxygml.data.tags["sweeplab.status"] == "finished"
+    for key in ("train/loss/cls", "train/loss/proxy", "lr/proxies", "val/recall_at_1", "val/recall_at_8", "val/nmi"):
+        assert [m.step for m in c.get_metric_history(proxygml.info.run_id, key)] == [1, 2], key
+    for run in children:  # Recall@K at K = 1, 2, 4, 8 on the unseen test numbers: a curve per run
+        curve = [run.data.metrics[f"test/recall_at_{k}"] for k in (1, 2, 4, 8)]
+        assert curve == sorted(curve) and 0.0 <= curve[0] and curve[-1] <= 1.0, run.info.run_name
+
+
 def test_a_trial_asking_for_more_than_the_machine_has_is_refused(workdir):
     path = write_sweep(workdir, "greedy", num_samples=1, epochs=1, resources={"cpus": 1, "gpus": 1})
     with pytest.raises(ResourcesUnavailable, match="resources.gpus"):

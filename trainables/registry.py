@@ -86,6 +86,17 @@ METHODS: dict[str, MethodEntry] = {
                   "AAAI 2020",
         ),
         MethodEntry(
+            name="proxygml",
+            target="trainables.proxygml:ProxyGML",
+            task="retrieval",
+            metric="val/recall_at_1",
+            mode="max",
+            summary="N proxies per class; each sample's top-k proxies form a sub-graph whose similarities, summed "
+                    "per class (reverse label propagation), are classified by a masked softmax",
+            paper="Zhu et al., Fewer is More: A Deep Graph Metric Learning Perspective Using Fewer Proxies, "
+                  "NeurIPS 2020",
+        ),
+        MethodEntry(
             name="scn",
             target="trainables.scn:SCN",
             task="classification",
@@ -93,6 +104,46 @@ METHODS: dict[str, MethodEntry] = {
             mode="max",
             summary="self-cure network: importance-weighted logits, rank regularisation, relabelling of noisy labels",
             paper="Wang et al., Suppressing Uncertainties for Large-Scale Facial Expression Recognition, CVPR 2020",
+        ),
+        MethodEntry(
+            name="proxy_nca",
+            target="trainables.pml_proxies:ProxyNCA",
+            task="retrieval",
+            metric="val/recall_at_1",
+            mode="max",
+            summary="one proxy per class; softmax over the scaled squared distances to the proxies "
+                    "(pml's ProxyNCALoss)",
+            paper="Movshovitz-Attias et al., No Fuss Distance Metric Learning using Proxies, ICCV 2017",
+        ),
+        MethodEntry(
+            name="proxy_anchor",
+            target="trainables.pml_proxies:ProxyAnchor",
+            task="retrieval",
+            metric="val/recall_at_1",
+            mode="max",
+            summary="each proxy an anchor pulling its batch samples in and pushing the others out, with margin "
+                    "and scale (pml's ProxyAnchorLoss)",
+            paper="Kim et al., Proxy Anchor Loss for Deep Metric Learning, CVPR 2020",
+        ),
+        MethodEntry(
+            name="soft_triple",
+            target="trainables.pml_proxies:SoftTriple",
+            task="retrieval",
+            metric="val/recall_at_1",
+            mode="max",
+            summary="K centres per class, a softmax over each class's centres, a margin softmax over the classes, "
+                    "centres of a class merged by a regulariser (pml's SoftTripleLoss)",
+            paper="Qian et al., SoftTriple Loss: Deep Metric Learning Without Triplet Sampling, ICCV 2019",
+        ),
+        MethodEntry(
+            name="normalized_softmax",
+            target="trainables.pml_proxies:NormalizedSoftmax",
+            task="retrieval",
+            metric="val/recall_at_1",
+            mode="max",
+            summary="softmax over temperature-scaled cosines to L2-normalised class weights "
+                    "(pml's NormalizedSoftmaxLoss)",
+            paper="Zhai & Wu, Classification is a Strong Baseline for Deep Metric Learning, BMVC 2019",
         ),
     ]
 }

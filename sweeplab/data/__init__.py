@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from sweeplab.data.ambiguous_digits import AmbiguousDigitsFields
 from sweeplab.data.fine_digits import FineDigitsFields
+from sweeplab.data.retrieval_digits import RetrievalDigitsFields
 from sweeplab.method import DataInfo
 
 
@@ -138,6 +139,24 @@ class FineDigitsOptions(DatasetOptions, FineDigitsFields):
         from sweeplab.data.fine_digits import build_fine_digits
 
         return build_fine_digits(self, seed)
+
+
+class RetrievalDigitsOptions(DatasetOptions, RetrievalDigitsFields):
+    """Two-digit numbers drawn from scikit-learn's 8x8 digits in two styles; 00-49 train, 50-99 test
+    (class-disjoint, for metric learning; see ``retrieval_digits.py``)."""
+
+    task: ClassVar[str] = "retrieval"
+    name: Literal["retrieval_digits"] = "retrieval_digits"
+    input_shape: ClassVar[tuple[int, int, int]] = (1, 16, 16)
+
+    @property
+    def num_classes(self) -> int:
+        return self.training_classes
+
+    def build(self, seed: int) -> DataBundle:
+        from sweeplab.data.retrieval_digits import build_retrieval_digits
+
+        return build_retrieval_digits(self, seed)
 
 
 class ImageFolderOptions(DatasetOptions, LabelNoise):
@@ -628,10 +647,109 @@ class AircraftOptions(FineGrainedOptions):
         return read_aircraft(self.root, self.split, self.crop_banner)
 
 
+# -- metric learning, class-disjoint splits (task "retrieval"; see retrieval.py) ------------
+
+
+class RetrievalOptions(DatasetOptions):
+    """Options common to the metric-learning datasets under one ``root`` (CUB-200-2011, Cars196,
+    Stanford Online Products; see ``retrieval.py``): train on some classes, retrieve among others.
+    Both image sides resized to ``resize``, then an ``image_size`` crop."""
+
+    task: ClassVar[str] = "retrieval"
+    root: ExistingDir
+    image_size: int = Field(224, ge=8)  # the crop's side
+    resize: int | None = None  # both sides first resized to this; default round(image_size * 256 / 224)
+    augment: bool = True  # train: random crop + horizontal flip; else the eval centre crop
+    workers: int = Field(4, ge=0)  # DataLoader workers
+    # val: the images of a seeded share of the training classes (not trained on), or the test set
+    val_source: Literal["train_fraction", "test"] = "train_fraction"
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # share of the training CLASSES held out as val
+    _num_classes: int | None = None  # a private attribute: the classes trained on, as the files gave them
+
+    @property
+    def resize_side(self) -> int:
+        """The side both dimensions are resized to before the crop (256 for the 224 crop, the recipe)."""
+        return self.resize if self.resize is not None else round(self.image_size * 256 / 224)
+
+    @property
+    def num_classes(self) -> int | None:
+        """The classes trained on (``DataInfo.num_classes``): the training split's less the val share."""
+        return self._num_classes
+
+    @model_validator(mode="after")
+    def _resize_and_files(self):
+        from sweeplab.data.retrieval import training_classes
+
+        if self.resize_side < self.image_size:
+            raise ValueError(f"resize ({self.resize_side}) must be at least image_size ({self.image_size}): "
+                             "the crop is taken from the resized image")
+        # files and lines checked (errors name the file and line) before anything runs
+        self._num_classes = training_classes(self.listing(), self.val_source, self.val_fraction)
+        return self
+
+    def listing(self):
+        """The dataset's class-disjoint train / test lists as its files give them (``fine_grained.Listing``)."""
+        raise NotImplementedError
+
+    def build(self, seed: int) -> DataBundle:
+        from sweeplab.data.retrieval import build_retrieval
+
+        return build_retrieval(self, seed)
+
+
+class CubRetrievalOptions(RetrievalOptions):
+    """CUB-200-2011 for metric learning: all images of classes 1-100 train, 101-200 test (the
+    files of ``cub`` less ``train_test_split.txt``)."""
+
+    name: Literal["cub_retrieval"] = "cub_retrieval"
+    root: ExistingDir  # the CUB_200_2011 folder
+    crop_box: bool = False  # crop each image to its box in bounding_boxes.txt
+
+    def listing(self):
+        from sweeplab.data.retrieval import read_cub_retrieval
+
+        return read_cub_retrieval(self.root, self.crop_box)
+
+
+class Cars196Options(RetrievalOptions, FilesUnderRoot):
+    """Cars196 (Stanford Cars for metric learning): ``cars_annos.mat``, classes 1-98 train,
+    99-196 test, images ``<root>/<relative_im_path>`` (``car_ims/``)."""
+
+    name: Literal["cars196"] = "cars196"
+    root: ExistingDir  # the folder holding cars_annos.mat and car_ims/
+    annotations: ExistingFile | None = None  # default <root>/cars_annos.mat
+    crop_box: bool = False  # crop each image to its annotated box (bbox_x1..bbox_y2)
+
+    _defaults: ClassVar[dict[str, str]] = {"annotations": "cars_annos.mat"}
+
+    def listing(self):
+        from sweeplab.data.retrieval import read_cars196
+
+        return read_cars196(self.root, self.annotations, self.crop_box)
+
+
+class SopOptions(RetrievalOptions, FilesUnderRoot):
+    """Stanford Online Products: train = ``Ebay_train.txt`` (11,318 products), test =
+    ``Ebay_test.txt`` (11,316 others), images ``<root>/<path>``."""
+
+    name: Literal["sop"] = "sop"
+    root: ExistingDir  # the Stanford_Online_Products folder
+    train_list: ExistingFile | None = None  # default <root>/Ebay_train.txt
+    test_list: ExistingFile | None = None  # default <root>/Ebay_test.txt
+
+    _defaults: ClassVar[dict[str, str]] = {"train_list": "Ebay_train.txt", "test_list": "Ebay_test.txt"}
+
+    def listing(self):
+        from sweeplab.data.retrieval import read_sop
+
+        return read_sop(self.root, self.train_list, self.test_list)
+
+
 DATASETS: dict[str, type[DatasetOptions]] = {
     "noisy_digits": NoisyDigitsOptions,
     "ambiguous_digits": AmbiguousDigitsOptions,
     "fine_digits": FineDigitsOptions,
+    "retrieval_digits": RetrievalDigitsOptions,
     "image_folder": ImageFolderOptions,
     "lt_digits": LongTailedDigitsOptions,
     "voc_mlt": VocMltOptions,
@@ -644,6 +762,9 @@ DATASETS: dict[str, type[DatasetOptions]] = {
     "cub": CubOptions,
     "stanford_cars": StanfordCarsOptions,
     "fgvc_aircraft": AircraftOptions,
+    "cub_retrieval": CubRetrievalOptions,
+    "cars196": Cars196Options,
+    "sop": SopOptions,
 }
 
 

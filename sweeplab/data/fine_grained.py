@@ -181,44 +181,71 @@ def _ids_match(images: dict, images_path: Path, table: dict, path: Path) -> None
             raise ValueError(f"{path}, line {number}: image id {key} is not in {images_path}")
 
 
-def read_cub(root: Path, crop_box: bool = False) -> Listing:
-    """The CUB-200-2011 lists under ``root`` (every file read and cross-checked)."""
+@dataclass
+class CubImages:
+    """What CUB-200-2011's files other than ``train_test_split.txt`` say: the class names, the
+    ``images.txt`` table (``{id: (line number, path under images/)}``, in file order) and, in
+    that order, each image's ``(path, box or None)`` and 0-based label; ``paths`` the files."""
+
+    class_names: tuple[str, ...]
+    ids: dict[int, tuple[int, str]]
+    items: list[tuple[Path, Box | None]]
+    labels: np.ndarray
+    paths: dict[str, Path]
+
+
+def read_cub_images(root: Path, crop_box: bool = False) -> CubImages:
+    """The CUB-200-2011 images, classes and (``crop_box``) boxes under ``root``, cross-checked;
+    ``train_test_split.txt`` is not read (``read_cub`` reads it; metric learning splits by class)."""
     root = Path(root)
     paths = {name: root / name for name in ("images.txt", "image_class_labels.txt", "train_test_split.txt",
                                             "classes.txt", "bounding_boxes.txt")}
     image_dir = _folder(root / "images", "CUB-200-2011 keeps its images in <root>/images/")
     images = _cub_table(paths["images.txt"], "<image id> <path under images/>", lambda f, _: f[0])
     labels = _cub_table(paths["image_class_labels.txt"], "<image id> <class id>", _class_id)
-    split = _cub_table(paths["train_test_split.txt"], "<image id> <1 train | 0 test>", _is_train)
     classes = _cub_table(paths["classes.txt"], "<class id> <class name>", lambda f, _: f[0])
     missing = sorted(set(range(1, len(classes) + 1)) - set(classes))
     if missing:
         raise ValueError(f"{paths['classes.txt']}: class ids must run 1..{len(classes)}, one line each; "
                          f"missing {', '.join(map(str, missing[:5]))}")
-    tables = {"image_class_labels.txt": labels, "train_test_split.txt": split}
+    tables = {"image_class_labels.txt": labels}
     if crop_box:
         tables["bounding_boxes.txt"] = _cub_table(paths["bounding_boxes.txt"], "<image id> <x> <y> <width> <height>",
                                                   _box)
     for name, table in tables.items():
         _ids_match(images, paths["images.txt"], table, paths[name])
     boxes = tables.get("bounding_boxes.txt")
-    splits: dict[str, tuple[list, list]] = {"train": ([], []), "test": ([], [])}
+    items, targets = [], []
     for key, (_, relative) in images.items():
         number, label = labels[key]
         if label > len(classes):
             raise ValueError(f"{paths['image_class_labels.txt']}, line {number}: class {label} is not in "
                              f"{paths['classes.txt']} (1..{len(classes)})")
-        items, targets = splits["train" if split[key][1] else "test"]
         items.append((image_dir / relative, boxes[key][1] if boxes else None))
         targets.append(label - 1)
+    return CubImages(class_names=tuple(classes[i][1] for i in range(1, len(classes) + 1)), ids=images,
+                     items=items, labels=np.asarray(targets, dtype=np.int64), paths=paths)
+
+
+def read_cub(root: Path, crop_box: bool = False) -> Listing:
+    """The CUB-200-2011 lists under ``root`` (every file read and cross-checked)."""
+    cub = read_cub_images(root, crop_box)
+    split_path = cub.paths["train_test_split.txt"]
+    split = _cub_table(split_path, "<image id> <1 train | 0 test>", _is_train)
+    _ids_match(cub.ids, cub.paths["images.txt"], split, split_path)
+    splits: dict[str, tuple[list, list]] = {"train": ([], []), "test": ([], [])}
+    for key, item, label in zip(cub.ids, cub.items, cub.labels):
+        items, targets = splits["train" if split[key][1] else "test"]
+        items.append(item)
+        targets.append(label)
     for name, (items, _) in splits.items():
         if not items:
-            raise ValueError(f"{paths['train_test_split.txt']}: no {name} images")
+            raise ValueError(f"{split_path}: no {name} images")
     return Listing(
         name="CUB-200-2011",
-        class_names=tuple(classes[i][1] for i in range(1, len(classes) + 1)),
+        class_names=cub.class_names,
         splits={name: (items, np.asarray(targets, dtype=np.int64)) for name, (items, targets) in splits.items()},
-        listed_in={name: paths["images.txt"] for name in splits},
+        listed_in={name: cub.paths["images.txt"] for name in splits},
     )
 
 
@@ -266,6 +293,24 @@ def read_cars_classes(path: Path) -> tuple[str, ...]:
     return names
 
 
+def cars_box(record: Any, where: str) -> Box:
+    """The box of a Stanford Cars annotation (fields ``bbox_x1, bbox_y1, bbox_x2, bbox_y2``: inclusive
+    1-based corners) as a 0-based ``(x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1)``."""
+    x1, y1, x2, y2 = (_mat_number(record[f], where, f) for f in CARS_FIELDS[:4])
+    if x2 < x1 or y2 < y1:
+        raise ValueError(f"{where}: the box ({x1:g}, {y1:g}) - ({x2:g}, {y2:g}) has x2 < x1 or y2 < y1")
+    return x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1
+
+
+def cars_label(record: Any, where: str, num_classes: int, classes_from: str) -> int:
+    """The 0-based label of a Stanford Cars annotation's ``class`` (1..``num_classes``, the classes
+    of the file ``classes_from``)."""
+    label = _mat_number(record["class"], where, "class")
+    if label != int(label) or not 1 <= label <= num_classes:
+        raise ValueError(f"{where}: class {label:g} is not one of 1..{num_classes} (the classes of {classes_from})")
+    return int(label) - 1
+
+
 def read_cars_annotations(path: Path, num_classes: int, image_dir: Path) -> tuple[list[tuple[Path, Box]], np.ndarray]:
     """``([(image path, box), ...], 0-based labels)`` of a Stanford Cars ``annotations`` struct
     array; box = ``(x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1)`` (inclusive 1-based corners -> a
@@ -280,17 +325,13 @@ def read_cars_annotations(path: Path, num_classes: int, image_dir: Path) -> tupl
     items, labels = [], []
     for number, record in enumerate(records, start=1):
         where = f"{path}, annotation {number}"
-        x1, y1, x2, y2 = (_mat_number(record[f], where, f) for f in CARS_FIELDS[:4])
-        label = _mat_number(record["class"], where, "class")
-        if label != int(label) or not 1 <= label <= num_classes:
-            raise ValueError(f"{where}: class {label:g} is not one of 1..{num_classes} (the classes of cars_meta.mat)")
-        if x2 < x1 or y2 < y1:
-            raise ValueError(f"{where}: the box ({x1:g}, {y1:g}) - ({x2:g}, {y2:g}) has x2 < x1 or y2 < y1")
+        box = cars_box(record, where)
+        label = cars_label(record, where, num_classes, "cars_meta.mat")
         fname = str(_mat_scalar(record["fname"], where, "fname"))
         if not fname:
             raise ValueError(f"{where}: empty fname")
-        items.append((image_dir / fname, (x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1)))
-        labels.append(int(label) - 1)
+        items.append((image_dir / fname, box))
+        labels.append(label)
     if not items:
         raise ValueError(f"{path}: no annotations")
     return items, np.asarray(labels, dtype=np.int64)
