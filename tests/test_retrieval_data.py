@@ -328,3 +328,19 @@ def test_too_few_training_classes_to_hold_out(tmp_path):
     with pytest.raises(ValidationError, match=r"cannot hold out validation classes from 2 training class\(es\)"):
         _options("sop", root)
     assert _options("sop", root, val_source="test").num_classes == 2
+
+
+def test_metric_learning_sweep_validates_on_a_cub_tree_and_checks_r_against_its_classes(tmp_path):
+    from conftest import REPO
+    from sweeplab.spec import SpecError, load_sweep
+
+    root, _ = _tree(tmp_path, "cub_retrieval")
+    sweep_file = REPO / "sweeps" / "metric_learning.yaml"
+    base = [f"dataset.root={root}", "dataset.val_source=test"]  # the tree's 10 training classes all train
+    # the search space's r from 0.05 cannot work with 10 classes: k = ceil(r C N) <= N below r = 1/10
+    with pytest.raises(SpecError, match=r"r 0.05 does not fit the dataset's 10 training classes.*0.1 < r <= 1"):
+        load_sweep(sweep_file, sets=base)
+    sweep = load_sweep(sweep_file, sets=[*base, "methods.proxygml.overrides.r={type: float, low: 0.2, high: 1.0}"])
+    assert sweep.dataset["name"] == "cub_retrieval"
+    assert [s.method for s in sweep.studies] == ["proxygml", "proxy_nca", "proxy_anchor", "soft_triple",
+                                                 "normalized_softmax"]
