@@ -11,7 +11,8 @@ from ray import tune
 
 from sweeplab import tracking
 from sweeplab.context import TrackingContext, hyperparameters_of, trial_params
-from sweeplab.results import outcome_of, short, trial_run_name
+from sweeplab.objective import objective_metric
+from sweeplab.results import outcome_of, run_name_of, short
 
 
 class TrialNamer:
@@ -21,7 +22,7 @@ class TrialNamer:
         self.method = method
 
     def __call__(self, trial) -> str:
-        return trial_run_name(self.method, trial.trial_id)
+        return run_name_of(self.method, trial)
 
 
 def trial_error_text(trial) -> str:
@@ -38,9 +39,10 @@ class TrialEndRecorder(tune.Callback):
     """Records in MLflow the end of trials that cannot record it themselves: stopped early
     by the scheduler (pruned) or failed for good (with the error text)."""
 
-    def __init__(self, track: TrackingContext, method: str):
+    def __init__(self, track: TrackingContext, method: str, namer=None):
         self.track = track
         self.method = method
+        self.namer = namer  # the trials' run names (None: ``run_name_of``)
 
     @property
     def study_tracking(self) -> TrackingContext:
@@ -51,7 +53,7 @@ class TrialEndRecorder(tune.Callback):
         t = self.study_tracking
         tracking.record_trial_end(
             t.uri, t.experiment_id, t.parent_run_id, trial.trial_id, status, error=error,
-            run_name=trial_run_name(self.method, trial.trial_id), tags=t.tags, params=trial_params(trial.config),
+            run_name=(getattr(self, "namer", None) or TrialNamer(self.method))(trial), tags=t.tags, params=trial_params(trial.config),
         )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -85,9 +87,9 @@ class ProgressPrinter(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result.get("diverged"):
             return
-        value = result.get(self.metric)
+        value, best = result.get(self.metric), result.get(objective_metric(self.metric))
         self._say(f"trial {trial.trial_id} epoch {result.get('epoch')}: {self.metric}={short(value)}"
-                  f" train/loss={short(result.get('train/loss'))}")
+                  f" (best {short(best)}) train/loss={short(result.get('train/loss'))}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         epoch = (trial.last_result or {}).get("epoch")

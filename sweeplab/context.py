@@ -117,5 +117,16 @@ def hyperparameters_of(config: Mapping[str, Any]) -> dict:
 
 
 def trial_params(config: Mapping[str, Any]) -> dict:
-    """What a trial's MLflow run records as params: its hyperparameters, dataset, model and seed."""
-    return {**hyperparameters_of(config), **TrialContext.from_config(config).run_params()}
+    """What a trial's MLflow run records as params: its hyperparameters that apply to it
+    (``sweeplab.method.applicable``), dataset, model and seed."""
+    from sweeplab import catalog
+    from sweeplab.method import all_hyperparameters, applicable
+
+    ctx = TrialContext.from_config(config)
+    given = hyperparameters_of(config)
+    try:
+        method_cls = catalog.method_class(ctx.method)
+    except KeyError:  # a method no longer registered: its params as given
+        return {**given, **ctx.run_params()}
+    applying = applicable(method_cls, {**all_hyperparameters(method_cls), **given})
+    return {**{k: v for k, v in given.items() if k in applying}, **ctx.run_params()}

@@ -31,11 +31,15 @@ from torch.utils.data import DataLoader
 from sweeplab import catalog
 from sweeplab.context import TrialContext, hyperparameters_of
 from sweeplab.data import build_dataset
-from sweeplab.method import (DataFacts, DataInfo, Method, ParamGroup, all_hyperparameters, data_problems,
+from sweeplab.method import (DataFacts, DataInfo, Method, ParamGroup, all_hyperparameters, applicable, data_problems,
                              hyperparameter_problems)
 from sweeplab.models import build_backbone, feature_map_size
+from sweeplab.objective import objective_metric
 from sweeplab.tasks import extra_test_split, task_family
 from sweeplab.tracking import metric_name_problem
+
+LR_METRIC = "train/lr"  # the learning rate of each epoch (not the hyperparameter ``lr``: its initial value)
+
 
 # ---------------------------------------------------------------------------
 # What the loop talks to
@@ -196,8 +200,8 @@ def optimizer_groups(method: Method, model: torch.nn.Module) -> list[ParamGroup]
     names = [g.name for g in groups]
     if len(set(names)) != len(names):
         raise ValueError(f"{type(method).__name__}.param_groups: group names repeat: {names}")
-    for name in names:  # logged as lr/<name>
-        problem = metric_name_problem(f"lr/{name}") if isinstance(name, str) and name else "is not a name"
+    for name in names:  # logged as train/lr/<name>
+        problem = metric_name_problem(f"{LR_METRIC}/{name}") if isinstance(name, str) and name else "is not a name"
         if problem:
             raise ValueError(f"{type(method).__name__}.param_groups: group {name!r} {problem}")
     where: dict[int, str] = {}
@@ -242,11 +246,11 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, A
 
 
 def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """``lr``: the engine's rate now (scale 1); with several groups also ``lr/<group>`` for each."""
+    """``train/lr``: the engine's rate now (scale 1); with several groups also ``train/lr/<group>``."""
     groups = optimizer.param_groups
-    rates = {"lr": groups[0]["lr"] / groups[0].get("lr_scale", 1.0)}
+    rates = {LR_METRIC: groups[0]["lr"] / groups[0].get("lr_scale", 1.0)}
     if len(groups) > 1:
-        rates.update({f"lr/{g['name']}": g["lr"] for g in groups})
+        rates.update({f"{LR_METRIC}/{g['name']}": g["lr"] for g in groups})
     return rates
 
 
@@ -467,7 +471,7 @@ def train(
         start_epoch = int(state["epoch"])
         set_rng_state(state["rng"])
 
-    tracker.start(hp)
+    tracker.start(applicable(method_cls, hp))  # what does not apply (momentum under adam) is not logged
     # what the training steps call; ``model`` is what is saved and evaluated
     trained = parallel.wrap_model(model, find_unused_parameters=method.find_unused_parameters)
     metrics: dict[str, float] = {}
@@ -495,8 +499,10 @@ def train(
                         "value": metrics[ctx.metric],
                         "epoch": epoch + 1,
                         "val": {k: v for k, v in metrics.items() if k.startswith("val/")},
+                        "objectives": {m: metrics[m] for m, _ in ctx.all_objectives() if m in metrics},
                         "state": copy.deepcopy(model.state_dict()),
                     }
+                metrics.update(running_best(best, ctx))
                 if last:
                     metrics.update(_final_metrics(method, model, best, test_loaders, device, data))
 
@@ -555,6 +561,16 @@ def _best_state(model, best):
         model.load_state_dict(final_state)
 
 
+def running_best(best: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
+    """The trial's objective so far (``sweeplab.objective``): each objective's value at the best
+    epoch yet, as ``best/<metric>``, and that epoch as ``best/epoch``."""
+    if best["value"] is None:
+        return {}
+    # a checkpoint from before the objectives were kept holds the primary's value alone
+    at = best.get("objectives") or {ctx.metric: best["value"]}
+    return {**{objective_metric(m): v for m, v in at.items()}, "best/epoch": best["epoch"]}
+
+
 def _final_metrics(method, model, best, test_loaders, device, data) -> dict[str, float]:
     """Metrics on each test set (split name -> loader) of the final state, and of the state
     with the best validation objective."""
@@ -589,7 +605,8 @@ def _per_class_tables(method, model, best, val_loader, test_loader, device, info
 def _end_diverged(ctx: TrialContext, epoch: int, reason: str, reporter: Reporter, tracker: TrialTracker) -> dict:
     """A diverged trial ends cleanly: its objective is the worst value, so schedulers and the
     searcher rank it last, and MLflow records it as ``diverged`` with the reason."""
-    metrics = {"epoch": epoch + 1, "diverged": 1.0, **{m: worst_value(mode) for m, mode in ctx.all_objectives()}}
+    worst = {m: worst_value(mode) for m, mode in ctx.all_objectives()}
+    metrics = {"epoch": epoch + 1, "diverged": 1.0, **worst, **{objective_metric(m): v for m, v in worst.items()}}
     tracker.log_dict({"diverged_at_epoch": epoch + 1, "reason": reason}, "summary.json")
     tracker.finish("diverged", error=reason)
     reporter.report(metrics, checkpoint=None)

@@ -57,6 +57,13 @@ class Hyperparameter:
     whole: bool = False
     also: tuple = ()
     free: bool = False  # any value (checked by the code that uses it)
+    # ((other hyperparameter, its values), ...): it applies only when each holds (momentum: with sgd).
+    # It is still resolved and validated either way; it is left out of the trial's logged params.
+    when: tuple = ()
+
+    def applies(self, hp: Mapping[str, Any]) -> bool:
+        """Whether it means anything in the configuration ``hp`` (``when``)."""
+        return all(key not in hp or any(_same(hp[key], v) for v in values) for key, values in self.when)
 
     @property
     def categorical(self) -> bool:
@@ -96,8 +103,8 @@ def _same(a: Any, b: Any) -> bool:
     return a == b and isinstance(a, bool) == isinstance(b, bool)
 
 
-def choice(default: Any, choices: Sequence[Any], meaning: str) -> Hyperparameter:
-    return Hyperparameter(default, meaning, choices=tuple(choices))
+def choice(default: Any, choices: Sequence[Any], meaning: str, when: tuple = ()) -> Hyperparameter:
+    return Hyperparameter(default, meaning, choices=tuple(choices), when=when)
 
 
 def flag(default: bool, meaning: str) -> Hyperparameter:
@@ -105,7 +112,7 @@ def flag(default: bool, meaning: str) -> Hyperparameter:
 
 
 def number(default: Any, meaning: str, **limits: Any) -> Hyperparameter:
-    """A numeric option; ``limits``: low, high, low_open, high_open, whole, also."""
+    """A numeric option; ``limits``: low, high, low_open, high_open, whole, also, when."""
     return Hyperparameter(default, meaning, **limits)
 
 
@@ -116,13 +123,16 @@ ENGINE_HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "optimizer": choice("adam", ("sgd", "adam", "adamw"), "the optimizer"),
     "lr": number(1e-3, "initial learning rate (of the groups' scale 1)", low=0, low_open=True),
     "weight_decay": number(1e-4, "L2 penalty (decoupled for adamw)", low=0),
-    "momentum": number(0.9, "SGD momentum (ignored by adam/adamw)", low=0),
+    "momentum": number(0.9, "SGD momentum (ignored by adam/adamw)", low=0, when=(("optimizer", ("sgd",)),)),
     "adam_eps": number(1e-8, "Adam/AdamW's ε in the update's denominator (PyTorch's default; ProxyGML's and "
-                       "SoftTriple's recipes: 0.01)", low=0, low_open=True),
+                       "SoftTriple's recipes: 0.01)", low=0, low_open=True, when=(("optimizer", ("adam", "adamw")),)),
     "lr_schedule": choice("cosine", ("constant", "cosine", "exponential", "step"), "per-epoch learning-rate schedule"),
-    "lr_gamma": number(0.9, "per-epoch decay factor of the exponential schedule", low=0, high=1, low_open=True),
-    "lr_step_epochs": number(30, "epochs between the step schedule's decays", low=1, whole=True),
-    "lr_step_gamma": number(0.1, "decay factor of the step schedule", low=0, high=1, low_open=True),
+    "lr_gamma": number(0.9, "per-epoch decay factor of the exponential schedule", low=0, high=1, low_open=True,
+                       when=(("lr_schedule", ("exponential",)),)),
+    "lr_step_epochs": number(30, "epochs between the step schedule's decays", low=1, whole=True,
+                             when=(("lr_schedule", ("step",)),)),
+    "lr_step_gamma": number(0.1, "decay factor of the step schedule", low=0, high=1, low_open=True,
+                            when=(("lr_schedule", ("step",)),)),
 }
 
 
@@ -132,6 +142,13 @@ def declarations(method_cls: type["Method"]) -> dict[str, Hyperparameter]:
     own = {name: decl if isinstance(decl, Hyperparameter) else Hyperparameter(decl, "", free=True)
            for name, decl in method_cls.hyperparameters.items()}
     return {**ENGINE_HYPERPARAMETERS, **own}
+
+
+def applicable(method_cls: type["Method"], hp: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameters of ``hp`` that apply in it (``Hyperparameter.when``): what a trial's
+    MLflow run records (no ``momentum`` under Adam); keys nobody declares are kept."""
+    decls = declarations(method_cls)
+    return {k: v for k, v in hp.items() if k not in decls or decls[k].applies(hp)}
 
 
 def all_hyperparameters(method_cls: type["Method"]) -> dict[str, Any]:

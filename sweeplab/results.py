@@ -13,6 +13,7 @@ tracking: a run whose trial Tune no longer knows after a resume.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
@@ -20,6 +21,7 @@ from sweeplab import catalog
 from sweeplab.context import TrialContext, hyperparameters_of
 from sweeplab.engine import is_better
 from sweeplab.method import all_hyperparameters
+from sweeplab.objective import SELECTION, objective_metric
 
 OUTCOMES = ("finished", "pruned", "diverged", "failed")
 
@@ -55,9 +57,27 @@ def outcome_of(trial, status: str | None = None) -> str | None:
     return trial_outcome(trial.last_result, planned_epochs(trial.config), status or trial.status)
 
 
-def trial_run_name(method: str, trial_id: str) -> str:
-    """A trial's name in Tune and its MLflow run's name: ``<method>_<trial id>``."""
-    return f"{method}_{trial_id}"
+def trial_number(trial) -> int | None:
+    """A Tune trial's 0-based number in its study, in the order Tune created the trials: Optuna's
+    trial number for a searched study (unless the journal dropped a trial on a resume; the
+    Optuna trial's user attribute ``ray_trial_id`` links them for certain). None when unknown."""
+    trial_id, tag = str(trial.trial_id), str(getattr(trial, "experiment_tag", "") or "")
+    head = trial_id.rsplit("_", 1)
+    if len(head) == 2 and head[1].isdigit():  # Tune's own variants: <uuid>_<5-digit 0-based index>
+        return int(head[1])
+    first = tag.split("_", 1)[0]
+    return int(first) - 1 if first.isdigit() else None  # a searcher's trials: tags count from 1
+
+
+def trial_run_name(method: str, trial_id: str, number: int | None = None) -> str:
+    """A trial's name in Tune, its folder, and its MLflow run's name: ``<method>_t<number>_<trial
+    id>`` (``ce_t09_1736deee``), or ``<method>_<trial id>`` when its number is unknown."""
+    return f"{method}_t{number:02d}_{trial_id}" if number is not None else f"{method}_{trial_id}"
+
+
+def run_name_of(method: str, trial) -> str:
+    """``trial_run_name`` of a Tune ``Trial``."""
+    return trial_run_name(method, trial.trial_id, trial_number(trial))
 
 
 # ---------------------------------------------------------------------------
@@ -112,17 +132,14 @@ def summarize(analysis, study, parent_run_id: str, find_run=None) -> StudyResult
         setattr(out, outcome, getattr(out, outcome) + 1)
         if outcome not in ("finished", "pruned"):
             continue
-        history = analysis.trial_dataframes.get(trial.trial_id)
-        if history is None or metric not in history:
+        value = trial_objective(trial.last_result, analysis.trial_dataframes.get(trial.trial_id), metric, mode)
+        if value is None:
             continue
-        values = history[metric].dropna()
-        if values.empty:
-            continue
-        value = float(values.max() if mode == "max" else values.min())
         if is_better(value, best_value, mode):
             best_value = value
             out.best = {
                 "trial_id": trial.trial_id,
+                "run_name": run_name_of(study.method, trial),
                 "value": value,
                 "config": hyperparameters_of(trial.config),
                 "metrics": {k: v for k, v in (trial.last_result or {}).items()
@@ -134,6 +151,44 @@ def summarize(analysis, study, parent_run_id: str, find_run=None) -> StudyResult
     ended = out.finished + out.pruned + out.diverged + out.failed
     out.complete = out.unfinished == 0 and ended >= study.num_samples
     return out
+
+
+def trial_objective(last: Mapping[str, Any] | None, history, metric: str, mode: str) -> float | None:
+    """A trial's objective (``sweeplab.objective``: its best epoch's ``metric``): the running best
+    its last result carries, else (a run from before it was reported) the best of its history."""
+    value = (last or {}).get(objective_metric(metric))
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    if history is None or metric not in history:
+        return None
+    values = history[metric].dropna()
+    return None if values.empty else float(values.max() if mode == "max" else values.min())
+
+
+def study_note(sweep, result: StudyResult) -> str:
+    """The parent run's description in MLflow: what the study searched and what it came to."""
+    lines = [
+        f"**{result.method}** in sweep `{sweep.name}` on dataset `{sweep.dataset['name']}`.",
+        "",
+        f"Objective: `{result.metric}` ({result.mode}), each trial's {SELECTION} (logged as "
+        f"`{objective_metric(result.metric)}`). Budget {result.num_samples} trials, "
+        f"{sweep.search.sampler} sampler, {sweep.scheduler.name} scheduler.",
+        "",
+        f"Trials: {result.trials} ({result.finished} finished, {result.pruned} pruned, {result.diverged} diverged, "
+        f"{result.failed} failed{', ' + str(result.unfinished) + ' unfinished' if result.unfinished else ''})"
+        + ("" if result.complete else " — incomplete: `sweeplab resume` continues it") + ".",
+    ]
+    best = result.best
+    if best:
+        split_metric = result.metric.split("/", 1)[-1]
+        test = best.get("metrics", {}).get(f"best/test/{split_metric}")
+        config = ", ".join(f"{k}={short(v)}" for k, v in sorted(best.get("config", {}).items()))
+        lines += ["", f"Best trial `{best.get('run_name') or best['trial_id']}`: {result.metric} = "
+                      f"{short(best['value'])}" + (f", test/{split_metric} = {short(test)}" if test is not None else "")
+                  + (f" with {config}" if config else "") + "."]
+    lines += ["", "A single best trial is one draw: `sweeplab confirm <run>` re-runs it on new seeds; "
+                  "`sweeplab report <run>` compares the methods."]
+    return "\n".join(lines)
 
 
 def format_summary(results: list[StudyResult], ui_command: str) -> str:

@@ -29,7 +29,8 @@ from sweeplab import distributed, storage, tracking
 from sweeplab.callbacks import ProgressPrinter, TrialEndRecorder, TrialNamer
 from sweeplab.context import TrackingContext, TrialContext
 from sweeplab.ray_session import check_resources, environment, ray_session
-from sweeplab.results import StudyResult, objectives, planned_epochs, primary, summarize
+from sweeplab.objective import SELECTION, objective_metric
+from sweeplab.results import StudyResult, objectives, planned_epochs, primary, study_note, summarize
 from sweeplab.search import make_scheduler
 from sweeplab.searcher import PrunedAwareOptunaSearch, make_searcher
 from sweeplab.spaces import fixed_values, to_optuna, upper_bound
@@ -132,7 +133,8 @@ def _run_study(sweep, study, index, folder: RunFolder, state, restore, retry_err
         trial_ids = {t.trial_id for t in analysis.trials}
         for lost in tracking.close_lost_runs(track.uri, track.experiment_id, track.parent_run_id, trial_ids):
             print(f"[{study.method}] trial {lost} was lost when the sweep was interrupted (recorded as lost)")
-    tracking.finish_study_run(track.uri, track.parent_run_id, result.best, result.complete)
+    tracking.finish_study_run(track.uri, track.parent_run_id, result.best, result.complete,
+                              note=study_note(sweep, result))
     state.studies[study.method].update({"complete": result.complete, "result": result.as_dict()})
     state.save(folder.local)
     upload(folder, JOURNAL_FILE, STATE_FILE)
@@ -152,18 +154,22 @@ def _new_tuner(sweep: Sweep, study: Study, index: int, folder: RunFolder, track:
         distributed=distributed.trial_context(sweep.resources, folder.tune_path(distributed.TRAIN_FOLDER),
                                               sweep.checkpoint.keep) if multi_worker else None,
     )
-    searcher = make_searcher(study, sweep, folder, index) if to_optuna(study.space) else None
+    searcher = make_searcher(study, sweep, folder, index, track) if to_optuna(study.space) else None
     if searcher is not None and restore:  # killed before Tune saved anything: drop what it asked
         searcher.sync_with_storage()
     searched = f"{sweep.search.sampler} sampler" if searcher is not None else "nothing searched (all fixed)"
     print(f"[{study.method}] {study.num_samples} trials, {searched}, "
-          f"{sweep.scheduler.name} scheduler, objective {metric} ({mode})", flush=True)
+          f"{sweep.scheduler.name} scheduler, objective {metric} ({mode}, {SELECTION})", flush=True)
     return tune.Tuner(
         trainable,
         param_space=context.to_config(fixed_values(study.space)),
         tune_config=tune.TuneConfig(
+            # the experiment's default metric (ResultGrid, ExperimentAnalysis): the trial's objective
+            # (``sweeplab.objective``), which the scheduler follows too (it takes the metric from here)
+            metric=objective_metric(metric),
+            mode=mode,
             search_alg=searcher,
-            scheduler=make_scheduler(sweep.scheduler, metric, mode, max_t),
+            scheduler=make_scheduler(sweep.scheduler, None, None, max_t),
             num_samples=study.num_samples,
             max_concurrent_trials=_concurrent_trials(sweep, study, address),
             # a multi-worker trial's actor waits in TorchTrainer.fit(): Tune cannot reuse it, and
@@ -189,8 +195,10 @@ def _study_tracking(sweep: Sweep, study: Study, state: SweepState, folder: RunFo
     saved = state.studies.setdefault(study.method, {})
     tags = tracking.base_tags(sweep.name, study.method, sweep.dataset["name"], state.commit)
     tags["sweeplab.run_dir"] = folder.location
+    objective = {"sweeplab.objective": primary(study.metric), "sweeplab.mode": primary(study.mode),
+                 "sweeplab.selection": SELECTION, "sweeplab.budget": str(study.num_samples)}
     parent = tracking.start_study_run(
-        state.tracking_uri, state.experiment_id, study.method, tags, folder.local / RESOLVED_FILE,
+        state.tracking_uri, state.experiment_id, study.method, {**tags, **objective}, folder.local / RESOLVED_FILE,
         run_id=saved.get("parent_run_id"),
     )
     saved["parent_run_id"] = parent

@@ -15,7 +15,9 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeplab import storage
+from sweeplab import storage, tracking
+from sweeplab.context import TrackingContext
+from sweeplab.objective import objective_metrics
 from sweeplab.results import planned_epochs, trial_outcome
 from sweeplab.search import make_sampler
 from sweeplab.spaces import fixed_values, to_optuna
@@ -23,6 +25,11 @@ from sweeplab.spec import Study, Sweep
 from sweeplab.storage import JOURNAL_FILE, RunFolder
 
 log = logging.getLogger(__name__)
+
+# the user attributes linking an Optuna trial to its Ray Tune trial and MLflow run
+ATTR_RAY_TRIAL = "ray_trial_id"
+ATTR_MLFLOW_RUN = "mlflow_run_id"
+ATTR_RUN_NAME = "run_name"
 
 
 class PrunedAwareOptunaSearch(OptunaSearch):
@@ -37,13 +44,46 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     restored Tune trial will continue are marked FAIL, so the study holds no phantom trials.
     """
 
-    def __init__(self, *args, fixed_epochs: int, run_location: str | None = None, **kwargs):
+    def __init__(self, *args, fixed_epochs: int, run_location: str | None = None,
+                 tracking: TrackingContext | None = None, **kwargs):
+        self.tracking = tracking  # where the trials' MLflow runs are: each Optuna trial links to its run
         super().__init__(*args, **kwargs)
         self.fixed_epochs = fixed_epochs  # epochs of a trial whose space does not search them
         # The run (folder or object-store URI). A restored searcher reopens the journal of that run on
         # the machine that resumes it (an object-store run is resumed from a local copy of its files),
         # and in an object store the journal is uploaded with each snapshot of the searcher (``save``).
         self.run_location = run_location
+
+    def _setup_study(self, mode):
+        """Optuna's study, its objectives named as Tune and MLflow name them (``best/val/acc``:
+        the trial's best epoch, ``sweeplab.objective``), not "Objective 0"."""
+        super()._setup_study(mode)
+        names = self._metric if isinstance(self._metric, list) else [self._metric]
+        if self._ot_study.metric_names is None and all(isinstance(n, str) for n in names):
+            self._ot_study.set_metric_names(names)
+
+    def suggest(self, trial_id: str):
+        config = super().suggest(trial_id)
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and isinstance(config, dict):
+            ot_trial.set_user_attr(ATTR_RAY_TRIAL, trial_id)
+        return config
+
+    def _link_run(self, trial_id: str) -> None:
+        """Before Optuna is told a trial's end (its attributes are frozen after): the trial's MLflow
+        run id as its user attribute, and its Optuna number on the run (tag ``sweeplab.optuna_trial``)."""
+        track, ot_trial = getattr(self, "tracking", None), self._ot_trials.get(trial_id)
+        if track is None or ot_trial is None:
+            return
+        try:
+            run = tracking.find_trial_run(track.uri, track.experiment_id, track.parent_run_id, trial_id)
+            if run is None:
+                return
+            ot_trial.set_user_attr(ATTR_MLFLOW_RUN, run.info.run_id)
+            ot_trial.set_user_attr(ATTR_RUN_NAME, run.info.run_name)
+            tracking.client(track.uri).set_tag(run.info.run_id, tracking.TAG_OPTUNA_TRIAL, str(ot_trial.number))
+        except Exception as exc:  # noqa: BLE001 - a link is worth a warning, never the sweep
+            log.warning("Optuna: could not link trial %s to its MLflow run: %s", trial_id, exc)
 
     def _journal_file(self) -> Path | None:
         backend = getattr(self._storage, "_backend", None)
@@ -76,6 +116,8 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id, result=None, error=False):
         if self._unknown(trial_id):
             return
+        if trial_id not in self._completed_trials:
+            self._link_run(trial_id)
         ot_trial = self._ot_trials.get(trial_id)
         if error or not result or trial_id in self._completed_trials or ot_trial is None:
             return super().on_trial_complete(trial_id, result, error)
@@ -138,7 +180,8 @@ class PrunedAwareOptunaSearch(OptunaSearch):
                 self._ot_study.tell(number, state=optuna.trial.TrialState.FAIL)
 
 
-def make_searcher(study: Study, sweep: Sweep, folder: RunFolder, index: int) -> PrunedAwareOptunaSearch:
+def make_searcher(study: Study, sweep: Sweep, folder: RunFolder, index: int,
+                  track: TrackingContext | None = None) -> PrunedAwareOptunaSearch:
     """OptunaSearch over the study's space, its study stored in the run's journal (in the run
     folder, or the local copy of an object-store run: ``optuna-dashboard <it>/optuna.journal``
     shows it live)."""
@@ -147,7 +190,7 @@ def make_searcher(study: Study, sweep: Sweep, folder: RunFolder, index: int) -> 
     sampler = make_sampler(sweep.search.sampler, seed, sweep.search.n_startup_trials, sweep.search.max_concurrent > 1)
     return PrunedAwareOptunaSearch(
         space=to_optuna(study.space),
-        metric=study.metric,
+        metric=objective_metrics(study.metric),  # the best epoch's value (``sweeplab.objective``)
         mode=study.mode,
         sampler=sampler,
         seed=seed,
@@ -155,4 +198,5 @@ def make_searcher(study: Study, sweep: Sweep, folder: RunFolder, index: int) -> 
         storage=JournalStorage(JournalFileBackend(str(folder.local / JOURNAL_FILE))),
         run_location=folder.location,
         fixed_epochs=planned_epochs(fixed_values(study.space), study.method),
+        tracking=track,
     )

@@ -34,7 +34,7 @@ from sweeplab import catalog
 from sweeplab.method import DataFacts, Hyperparameter, all_hyperparameters, declarations
 from sweeplab.search import SAMPLERS, SCHEDULERS
 from sweeplab.spaces import Issue, Param, SpecError, brief, collect_space, upper_bound
-from sweeplab.sweep_schema import (SECTIONS, CheckpointSpec, FailureSpec, MethodSpec, ModelSpec, ResourcesSpec,
+from sweeplab.sweep_schema import (SECTIONS, CheckpointSpec, ConfirmSpec, FailureSpec, MethodSpec, ModelSpec, ResourcesSpec,
                                    SchedulerSpec, SearchSpec, StorageSpec, SweepSpec, TrackingSpec, lenient,
                                    pydantic_issues)
 from sweeplab.tasks import task_family
@@ -76,6 +76,8 @@ class Sweep:
     storage: StorageSpec
     failure: FailureSpec
     checkpoint: CheckpointSpec
+    confirm: ConfirmSpec | None
+    baseline: str | None
     document: dict[str, Any]  # what to save as the resolved sweep file
     studies: list[Study]
     file: Path = field(compare=False)  # where it was read from: not part of what the sweep is
@@ -85,6 +87,15 @@ class Sweep:
     def from_document(cls, doc: Any, file: str | Path, profile: str | None = None) -> "Sweep":
         """Check a document (already overlaid; e.g. a saved resolved sweep). Raises ``SpecError``."""
         return _build(doc, Path(file), profile, lambda key: "")
+
+    @property
+    def baseline_method(self) -> str | None:
+        """The method the others are compared with: ``baseline:``, else the sweep's one method the
+        registry calls a baseline (None when there is not exactly one)."""
+        if self.baseline:
+            return self.baseline
+        plain = [s.method for s in self.studies if s.entry.paper == "baseline"]
+        return plain[0] if len(plain) == 1 else None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.document, sort_keys=False, allow_unicode=True)
@@ -302,6 +313,10 @@ def _build(doc: Any, file: Path, profile: str | None, origin) -> Sweep:
                    for name, raw in (methods.items() if isinstance(methods, dict) else ())
                    if name in catalog.entries()]
     _check_workers(doc.get("resources"), sections["resources"], studies, problems)
+    baseline = doc.get("baseline")
+    if isinstance(baseline, str) and isinstance(methods, dict) and baseline not in methods:
+        problems.add("baseline", f"{baseline!r} is not one of the sweep's methods; allowed: "
+                     f"{', '.join(map(str, methods))}")
     if search and any(isinstance(m if m is not None else search.metric, list) for m in own_metrics):
         if not SAMPLERS[search.sampler].multi_objective:
             several = [n for n, e in SAMPLERS.items() if e.multi_objective]

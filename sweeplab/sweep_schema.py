@@ -157,6 +157,13 @@ class CheckpointSpec(_Section):
     keep: int | None = Field(None, ge=1)
 
 
+class ConfirmSpec(_Section):
+    """Re-run each method's selected configurations on new seeds when the search ends."""
+
+    seeds: int = Field(3, ge=2, le=100)  # new seeds per configuration (the same seeds for every method)
+    top: int = Field(1, ge=1, le=20)  # configurations per method, best first by the objective
+
+
 SECTIONS = {"model": ModelSpec, "search": SearchSpec, "scheduler": SchedulerSpec, "resources": ResourcesSpec,
             "tracking": TrackingSpec, "storage": StorageSpec, "failure": FailureSpec, "checkpoint": CheckpointSpec}
 
@@ -175,6 +182,13 @@ class SweepSpec(_Section):
     storage: StorageSpec = Field(default_factory=StorageSpec)
     failure: FailureSpec = Field(default_factory=FailureSpec)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    confirm: ConfirmSpec | None = None  # None: no confirmation runs (``sweeplab confirm`` adds them later)
+    baseline: str | None = None  # the method the report compares the others with (None: the sweep's baseline method)
+
+    @field_validator("confirm", mode="before")
+    @classmethod
+    def _confirm_defaults(cls, value: Any) -> Any:
+        return {} if value is True else value
 
     @field_validator(*SECTIONS, mode="before")
     @classmethod

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sweeplab import storage, tracking
 from sweeplab.context import trial_params
-from sweeplab.results import outcome_of, trial_run_name
+from sweeplab.results import outcome_of, run_name_of
 from sweeplab.state import SweepState
 from sweeplab.storage import STATE_FILE, RunFolder
 
@@ -76,7 +76,7 @@ def sync_run(run: RunFolder | Path | str) -> SyncReport:
             run = tracking.find_trial_run(state.tracking_uri, state.experiment_id, parent, trial.trial_id)
             if run is None:
                 run_id = tracking.create_trial_run(c, state.experiment_id, parent, trial.trial_id,
-                                                   trial_run_name(method, trial.trial_id),
+                                                   run_name_of(method, trial),
                                                    {k: v for k, v in tags.items() if v},
                                                    params=trial_params(trial.config))
                 report.runs_created += 1

@@ -44,7 +44,7 @@ class TaskFamily:
         for split in ("val", *tests):
             names += [f"{split}/{m}" for m in self.eval_metrics]
         names += [f"best/{split}/{m}" for split in ("val", *tests) for m in self.eval_metrics]
-        names += ["best/epoch", "epoch", "lr"]
+        names += ["best/epoch", "epoch", "train/lr"]
         return tuple(names)
 
 

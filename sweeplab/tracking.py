@@ -20,8 +20,11 @@ only an unreachable or failing store keeps batches for later.
 Statuses: tag ``sweeplab.status`` is one of running, finished, pruned, diverged,
 failed (with ``sweeplab.error``), or lost (a trial that started just before the
 sweep was killed and that Tune's last snapshot did not hold, so the resumed sweep
-ran another in its place); MLflow's own run status follows (FINISHED, KILLED for
-pruned and lost, FAILED for diverged and failed).
+ran another in its place); MLflow's own run status follows (FINISHED for finished and
+pruned, KILLED for lost, FAILED for diverged and failed).
+
+A study's parent run carries its objective (tags ``sweeplab.objective``, ``sweeplab.mode``,
+``sweeplab.selection``) and, once it ends, a note (MLflow's run description) summing it up.
 """
 
 from __future__ import annotations
@@ -41,12 +44,14 @@ import sweeplab
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-RUN_STATUS = {"finished": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "failed": "FAILED", "lost": "KILLED"}
+# a pruned trial ran as planned by the scheduler: FINISHED (MLflow's UI draws KILLED as a failure)
+RUN_STATUS = {"finished": "FINISHED", "pruned": "FINISHED", "diverged": "FAILED", "failed": "FAILED", "lost": "KILLED"}
 TAG_TRIAL_ID = "sweeplab.trial_id"
 TAG_STATUS = "sweeplab.status"
 TAG_ERROR = "sweeplab.error"
 TAG_NODE = "sweeplab.node_id"  # the Ray node a trial (its rank 0) last ran on
 TAG_HOST = "sweeplab.host"
+TAG_OPTUNA_TRIAL = "sweeplab.optuna_trial"  # the Optuna trial number of a searched trial
 MAX_TAG_CHARS = 5000
 PARAM_MAX_CHARS = 6000
 MAX_NAME_CHARS = 250  # MLflow's MAX_ENTITY_KEY_LENGTH, for metric and param names
@@ -261,10 +266,16 @@ def start_study_run(
     return run.info.run_id
 
 
-def finish_study_run(uri: str, run_id: str, best: Mapping[str, Any] | None, complete: bool) -> None:
-    """Record the best trial's summary on the parent run and close it (KILLED if the study
-    was interrupted, so the UI shows it is not complete)."""
+TAG_NOTE = "mlflow.note.content"  # the run's description in MLflow's UI
+
+
+def finish_study_run(uri: str, run_id: str, best: Mapping[str, Any] | None, complete: bool,
+                     note: str | None = None) -> None:
+    """Record the best trial's summary (and ``note``, the run's description) on the parent run
+    and close it (KILLED if the study was interrupted, so the UI shows it is not complete)."""
     c = client(uri)
+    if note:
+        c.set_tag(run_id, TAG_NOTE, note[:MAX_TAG_CHARS])
     if best:
         now = int(time.time() * 1000)
         # the best config as tags (params cannot change, and a resume may find a better trial)

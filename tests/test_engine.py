@@ -49,7 +49,7 @@ def test_loop_reports_every_epoch_with_one_naming_scheme():
     final = train(trial_config(lr=3e-3), reporter, tracker)
     assert [r["epoch"] for r in reporter.results] == [1, 2, 3]
     for r in reporter.results:
-        for key in ("train/loss", "train/acc", "val/loss", "val/acc", "val/mean_class_acc", "lr"):
+        for key in ("train/loss", "train/acc", "val/loss", "val/acc", "val/mean_class_acc", "train/lr"):
             assert math.isfinite(r[key]), key
     assert "test/acc" not in reporter.results[0]
     for key in ("test/acc", "best/val/acc", "best/test/acc", "best/epoch"):

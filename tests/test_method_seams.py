@@ -64,10 +64,10 @@ def test_a_group_trains_at_its_own_rate_and_the_engine_logs_each_groups_rate():
     reporter = MemoryReporter()
     train(config(lr_schedule="cosine"), reporter, method_cls=WithProxies)
     first, second = reporter.results
-    assert first["lr/model"] == pytest.approx(0.01) and first["lr/proxies"] == pytest.approx(1.0)
-    assert first["lr"] == pytest.approx(0.01)  # the engine's rate (scale 1)
-    assert second["lr/proxies"] / second["lr/model"] == pytest.approx(100.0)  # the schedule scales both
-    assert second["lr/model"] < first["lr/model"]
+    assert first["train/lr/model"] == pytest.approx(0.01) and first["train/lr/proxies"] == pytest.approx(1.0)
+    assert first["train/lr"] == pytest.approx(0.01)  # the engine's rate (scale 1)
+    assert second["train/lr/proxies"] / second["train/lr/model"] == pytest.approx(100.0)  # the schedule scales both
+    assert second["train/lr/model"] < first["train/lr/model"]
     groups = [(g["name"], g["lr_scale"]) for g in reporter.checkpoint["optimizer"]["param_groups"]]
     assert groups == [("proxies", 100.0), ("model", 1.0)]
 
@@ -75,7 +75,7 @@ def test_a_group_trains_at_its_own_rate_and_the_engine_logs_each_groups_rate():
 def test_a_single_group_logs_the_rate_as_before():
     reporter = MemoryReporter()
     train(config(epochs=1), reporter, method_cls=PlainHead)
-    assert "lr" in reporter.results[0] and not any(k.startswith("lr/") for k in reporter.results[0])
+    assert "train/lr" in reporter.results[0] and not any(k.startswith("train/lr/") for k in reporter.results[0])
 
 
 def test_a_resumed_trial_keeps_its_groups():

@@ -65,7 +65,7 @@ def test_method_trains_reports_checkpoints_and_resumes(name):
     cls = load_method_class(name)  # every name it reports is declared (validation checks them for MLflow)
     declared = set(task_family(entry.task).reported_metrics()) | {f"train/loss/{p}" for p in cls.loss_parts} \
         | {f"train/{m}" for m in cls.epoch_metrics}
-    reported = {k for r in first.results for k in r if not k.startswith("lr/")}
+    reported = {k for r in first.results for k in r if not k.startswith("train/lr/")}
     assert reported <= declared, reported - declared
     # a resume from epoch 1 reproduces epoch 2 exactly
 
