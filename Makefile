@@ -1,4 +1,5 @@
-# make demo: a real sweep on the built-in data.  make test: the test suite.
+# make demo: a real sweep on the built-in data (SCN vs CE, confirmed on 3 seeds; ends with its report).
+# make test: the test suite.
 # Both create .venv when it is missing and install with the pinned constraints.
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/sweeplab run sweeps/noisy_digits.yaml --profile demo
+	$(BIN)/sweeplab run sweeps/fer_noisy.yaml --profile demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests -q

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,7 @@ def per_class_tables(uri: str, trials: list[TrialRecord], metric: str, mode: str
     chosen = [t for t in trials if t.role == CONFIRM and t.run_id]
     if searched:
         chosen.append(max(searched, key=lambda t: t.objective if mode == "max" else -t.objective))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per table otherwise
     c, out = tracking.client(uri), {}
     with tempfile.TemporaryDirectory() as tmp:
         for trial in chosen:
@@ -216,7 +218,8 @@ def history_frame(trial_id: str, history: pd.DataFrame) -> pd.DataFrame:
 
 def asha_milestones(sweep, study) -> tuple[int, ...]:
     """The epochs at which ASHA decides (its rungs, as Tune's ``ASHAScheduler`` builds them:
-    ``grace_period * reduction_factor**k`` below ``max_t``); none for other schedulers."""
+    ``grace_period * reduction_factor**k`` up to ``max_t``; tests pin it to Tune's); none for
+    other schedulers."""
     from sweeplab.results import planned_epochs
     from sweeplab.spaces import upper_bound
 
@@ -226,7 +229,7 @@ def asha_milestones(sweep, study) -> tuple[int, ...]:
     max_t = int(upper_bound(epochs)) if epochs else planned_epochs({}, study.method)
     grace, factor = min(sweep.scheduler.grace_period, max_t), sweep.scheduler.reduction_factor
     rungs, k = [], 0
-    while grace * factor**k < max_t:
+    while grace * factor**k <= max_t * (1 + 1e-9):
         rungs.append(int(grace * factor**k))
         k += 1
     return tuple(rungs)

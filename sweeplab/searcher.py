@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
 
 import optuna
@@ -60,7 +61,9 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         super()._setup_study(mode)
         names = self._metric if isinstance(self._metric, list) else [self._metric]
         if self._ot_study.metric_names is None and all(isinstance(n, str) for n in names):
-            self._ot_study.set_metric_names(names)
+            with warnings.catch_warnings():  # experimental in Optuna (since 3.2) and stable in use
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self._ot_study.set_metric_names(names)
 
     def suggest(self, trial_id: str):
         config = super().suggest(trial_id)

@@ -131,9 +131,12 @@ def validate_files(paths: Sequence[str | Path], profile: str | None = None, sets
     (as written: ``sets`` apply to the file itself, or to ``profile`` when one is named)."""
     issues: list[Issue] = []
     for path in paths:
+        raw, _ = read_yaml(Path(path))
+        if is_search_space(raw):
+            issues += validate_space_file(Path(path))
+            continue
         profiles: list[str | None] = [profile]
         if profile is None:
-            raw, _ = read_yaml(Path(path))
             if isinstance(raw, dict) and isinstance(raw.get("profiles"), dict):
                 profiles += list(raw["profiles"])
         for name in profiles:
@@ -142,6 +145,29 @@ def validate_files(paths: Sequence[str | Path], profile: str | None = None, sets
             except SpecError as error:
                 issues += [i for i in error.issues if i not in issues]
     return issues
+
+
+SWEEP_KEYS = frozenset({"name", "methods", "dataset"})
+
+
+def is_search_space(raw: Any) -> bool:
+    """Whether a YAML document reads as a search space (hyperparameter name -> spec) rather than
+    a sweep file (which has a name, a dataset and methods)."""
+    return isinstance(raw, dict) and bool(raw) and not (SWEEP_KEYS & set(raw))
+
+
+def validate_space_file(path: Path) -> list[Issue]:
+    """The problems of a search-space file on its own, checked against the method it is named
+    after (``search_spaces/<method>.yaml``): syntax, names and values the method allows."""
+    method = path.stem
+    if method not in catalog.entries():
+        return [Issue(str(path), "(top level)", f"a search space is checked against the method it is named after "
+                      f"(search_spaces/<method>.yaml), and {method!r} is not a method; known methods: "
+                      f"{', '.join(catalog.names())}. Validate the sweep file that uses it instead")]
+    problems = _Problems(path, lambda key: "")
+    entry = catalog.entry(method)
+    _method_space(method, MethodSpec(search_space=str(path.resolve())), entry, entry.load(), path, problems)
+    return problems.issues
 
 
 # -- reading, profiles, --set -----------------------------------------------------------

@@ -85,3 +85,25 @@ def test_broken_and_hostile_files_are_refused_without_a_traceback(tmp_path):
         assert "Traceback" not in done.stderr
         done = sweeplab("run", str(path), cwd=tmp_path)  # refused the same way before anything starts
         assert done.returncode == 2 and text in done.stderr and "Traceback" not in done.stderr
+
+
+def test_version_and_help_for_every_option_and_argument():
+    import argparse
+
+    import sweeplab
+    from sweeplab.cli import build_parser
+
+    done = subprocess.run(SWEEPLAB + ["--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == f"sweeplab {sweeplab.__version__}"
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"sweeplab {name}: {action.dest} has no help text"
+
+
+def test_status_and_report_name_a_run_that_does_not_exist(tmp_path):
+    for command in ("status", "report", "confirm"):
+        done = sweeplab(command, "nothing_here", cwd=tmp_path)
+        assert done.returncode == 2 and "nothing_here" in done.stderr, (command, done.stderr)

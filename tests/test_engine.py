@@ -58,6 +58,13 @@ def test_loop_reports_every_epoch_with_one_naming_scheme():
     assert tracker.events[0][0] == "start" and tracker.events[0][1]["lr"] == 3e-3
     assert tracker.events[-1] == ("finish", "finished", None)
     assert [e[1] for e in tracker.events if e[0] == "metrics"] == [1, 2, 3]
+    # the trial's objective, every epoch: the best epoch so far (sweeplab.objective)
+    for n, r in enumerate(reporter.results, start=1):
+        so_far = [x["val/acc"] for x in reporter.results[:n]]
+        assert r["best/val/acc"] == max(so_far) and r["best/epoch"] == so_far.index(max(so_far)) + 1
+    started = tracker.events[0][1]  # what does not apply is not logged
+    assert started["optimizer"] == "adam" and "momentum" not in started and "adam_eps" in started
+    assert "lr_step_epochs" not in started and "lr_gamma" not in started
 
 
 def test_checkpoint_is_loadable_with_weights_only(tmp_path):

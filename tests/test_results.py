@@ -47,3 +47,45 @@ def test_summary_table_lists_the_best_trial_and_how_to_open_the_results():
     assert "0.9123" in lines[2] and "lr=0.00123" in lines[2] and "r1" in lines[2]
     assert lines[3].startswith("scn (incomplete)")
     assert lines[-1] == "Open the results:  mlflow ui --port 5000"
+
+
+class _Trial:
+    def __init__(self, trial_id, tag=""):
+        self.trial_id, self.experiment_tag = trial_id, tag
+
+
+def test_run_names_carry_the_trial_number_tune_gave_it():
+    from sweeplab.results import run_name_of, trial_number
+
+    assert trial_run_name("ce", "1736deee", 9) == "ce_t09_1736deee"
+    assert trial_number(_Trial("1736deee", "10_lr=0.01")) == 9  # a searcher's trials: tags count from 1
+    assert trial_number(_Trial("f360f_00003", "3_lr=0.01")) == 3  # Tune's own variants: 0-based ids
+    assert trial_number(_Trial("1736deee", "")) is None
+    assert run_name_of("scn", _Trial("1736deee", "1")) == "scn_t00_1736deee"
+
+
+def test_a_trials_objective_is_its_best_epoch():
+    import pandas as pd
+
+    from sweeplab.results import trial_objective
+
+    history = pd.DataFrame({"val/acc": [0.5, 0.8, 0.7]})
+    assert trial_objective({"best/val/acc": 0.8, "val/acc": 0.7}, None, "val/acc", "max") == 0.8
+    assert trial_objective({"val/acc": 0.7}, history, "val/acc", "max") == 0.8  # a run from before best/ was reported
+    assert trial_objective({}, pd.DataFrame({"val/loss": [0.5, 0.3, 0.4]}), "val/loss", "min") == 0.3
+    assert trial_objective({"best/val/acc": float("nan")}, None, "val/acc", "max") is None
+
+
+def test_the_parent_runs_note_says_what_the_study_searched_and_found():
+    from types import SimpleNamespace
+
+    from sweeplab.results import study_note
+
+    sweep = SimpleNamespace(name="noisy", dataset={"name": "noisy_digits"}, search=SimpleNamespace(sampler="tpe"),
+                            scheduler=SimpleNamespace(name="asha"))
+    result = StudyResult("ce", "val/acc", "max", 8, trials=8, finished=3, pruned=5, complete=True,
+                         best={"trial_id": "a1", "run_name": "ce_t02_a1", "value": 0.9123, "config": {"lr": 0.01},
+                               "metrics": {"best/test/acc": 0.9}})
+    note = study_note(sweep, result)
+    assert "`val/acc` (max), each trial's best epoch" in note and "3 finished, 5 pruned" in note
+    assert "`ce_t02_a1`: val/acc = 0.9123, test/acc = 0.9 with lr=0.01" in note

@@ -192,3 +192,16 @@ def test_a_trial_the_restored_searcher_never_asked_for_runs_on_outside_the_study
     s.on_trial_complete("unknown", {"val/acc": 0.5, "training_iteration": 4, "epoch": 4})
     assert "trial unknown is not in the restored searcher" in caplog.text
     assert states(tmp_path / JOURNAL_FILE) == [(TrialState.COMPLETE, 0.8)]
+
+
+def test_the_study_names_its_objective_and_each_trial_names_its_ray_trial(tmp_path):
+    s = PrunedAwareOptunaSearch(space=SPACE, metric="best/val/acc", mode="max",
+                                sampler=optuna.samplers.RandomSampler(seed=0), study_name="s",
+                                storage=storage(tmp_path / JOURNAL_FILE), fixed_epochs=2, run_location=str(tmp_path))
+    s.suggest("ray-a")
+    s.on_trial_complete("ray-a", {"best/val/acc": 0.7, "epoch": 2, "training_iteration": 2})
+    study = optuna.load_study(study_name="s", storage=storage(tmp_path / JOURNAL_FILE))
+    assert study.metric_names == ["best/val/acc"]  # not "Objective 0" in optuna-dashboard
+    (trial,) = study.trials
+    assert trial.user_attrs["ray_trial_id"] == "ray-a" and trial.value == 0.7
+    assert "mlflow_run_id" not in trial.user_attrs  # not tracked: nothing to link

@@ -466,3 +466,30 @@ def test_a_batch_too_small_for_the_methods_class_means_is_refused_before_compute
                in i.message for i in issues), issues
     doc["methods"]["dmue"]["overrides"]["batch_size"] = 20
     assert validate_files([write(tmp_path, doc)]) == []
+
+
+def test_confirm_and_baseline_are_checked_before_anything_runs(tmp_path):
+    from conftest import write_sweep
+
+    path = write_sweep(tmp_path, "c", num_samples=2, epochs=2, confirm={"seeds": 1, "top": 0}, baseline="bce")
+    issues = validate_files([path])
+    keys = {i.key for i in issues}
+    assert {"confirm.seeds", "confirm.top", "baseline"} <= keys, issues
+    (baseline,) = [i for i in issues if i.key == "baseline"]
+    assert "'bce' is not one of the sweep's methods; allowed: ce" in baseline.message
+    sweep = load_sweep(write_sweep(tmp_path, "d", num_samples=2, epochs=2, confirm={"seeds": 4}))
+    assert (sweep.confirm.seeds, sweep.confirm.top, sweep.baseline_method) == (4, 1, "ce")  # ce: the registry's baseline
+
+
+def test_a_search_space_file_validates_as_one(tmp_path):
+    from conftest import REPO
+
+    assert validate_files([REPO / "search_spaces" / "scn.yaml"]) == []
+    bad = tmp_path / "scn.yaml"
+    bad.write_text("beta: {type: float, low: 0.9, high: 0.5}\nfoo: 3\n")
+    messages = {i.key: i.message for i in validate_files([bad])}
+    assert "inverted range" in messages["beta"] and "unknown hyperparameter 'foo' for method 'scn'" in messages["foo"]
+    other = tmp_path / "my_space.yaml"
+    other.write_text("lr: 0.1\n")
+    (issue,) = validate_files([other])
+    assert "'my_space' is not a method" in issue.message and "sweep file that uses it" in issue.message
