@@ -21,6 +21,7 @@ import plotly.offline
 from dashboards import figures as F
 from dashboards import figures_asha as A
 from dashboards import figures_tasks as T
+from dashboards.stats import describe_test
 from dashboards.records import CONFIRM, SEARCH, LeaderboardRow, StudyRecords, SweepRecords, TrialRecord
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
@@ -293,10 +294,8 @@ def _leaderboard(r: SweepRecords) -> str:
                f"at each run's best-validation epoch; val: the objective ({esc(', '.join(metrics))}). "
                "p: paired t-test across seeds against the baseline (two-sided); * significant.")
     rows = "".join(_leaderboard_row(r, row) for row in r.leaderboard)
-    explain = (f"The 95% intervals are bootstrap confidence intervals of the mean over seeds (10 000 resamples), "
-               f"for Δ of the mean per-seed difference to the baseline on the seeds both ran. "
-               f"The p-value is a paired t-test on those per-seed differences, and a method is marked the winner "
-               f"(★) only when p &lt; {esc(r.alpha)} and the difference favours it.")
+    explain = esc(describe_test(alpha=r.alpha)) + (" The Δ interval is the same bootstrap over the per-seed "
+                                                   "differences; the winner is marked ★.")
     return f"""<section id="results"><h2>Leaderboard</h2>
 <table id="leaderboard"><caption>{caption}</caption>
 <thead><tr><th>method</th><th>configuration</th><th class="num">seeds</th><th class="num">test mean ± std</th>

@@ -29,10 +29,28 @@ def write_report(folder, out: str | Path | None = None, log_to_mlflow: bool = Tr
             log.warning("could not upload %s to %s: %s", REPORT_FILE, folder.location, exc)
     if log_to_mlflow:
         c = tracking.client(records.tracking_uri)
+        rows = {row.method: row for row in records.leaderboard}
         for study in records.studies:
             if study.parent_run_id:
                 try:
                     c.log_artifact(study.parent_run_id, str(path))
+                    for key, value in leaderboard_tags(rows.get(study.method)).items():
+                        c.set_tag(study.parent_run_id, key, value)
                 except Exception as exc:  # noqa: BLE001 - the page exists on disk all the same
                     log.warning("could not log %s to MLflow run %s: %s", path.name, study.parent_run_id, exc)
     return path
+
+
+def leaderboard_tags(row) -> dict[str, str]:
+    """A study's confirmed result as tags of its parent run, so MLflow's run list marks the winner."""
+    if row is None:
+        return {}
+    tags = {"sweeplab.confirmed.test_mean": f"{row.test_mean:.6g}", "sweeplab.confirmed.test_std": f"{row.test_std:.6g}",
+            "sweeplab.confirmed.seeds": str(len(row.seeds)),
+            "sweeplab.leaderboard": "baseline" if row.baseline else ("winner" if row.winner else
+                                                                      "significant" if row.significant else "not significant")}
+    if row.p_value is not None:
+        tags["sweeplab.confirmed.p_value"] = f"{row.p_value:.4g}"
+    if row.diff is not None:
+        tags["sweeplab.confirmed.diff"] = f"{row.diff:+.6g}"
+    return tags

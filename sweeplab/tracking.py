@@ -51,6 +51,7 @@ TAG_STATUS = "sweeplab.status"
 TAG_ERROR = "sweeplab.error"
 TAG_NODE = "sweeplab.node_id"  # the Ray node a trial (its rank 0) last ran on
 TAG_HOST = "sweeplab.host"
+TAG_BEST = "sweeplab.best"  # "true" on the run of a study's best trial
 TAG_OPTUNA_TRIAL = "sweeplab.optuna_trial"  # the Optuna trial number of a searched trial
 MAX_TAG_CHARS = 5000
 PARAM_MAX_CHARS = 6000
@@ -286,6 +287,7 @@ def finish_study_run(uri: str, run_id: str, best: Mapping[str, Any] | None, comp
         c.set_tag(run_id, "sweeplab.best_trial_id", str(best.get("trial_id")))
         if best.get("run_id"):
             c.set_tag(run_id, "sweeplab.best_run_id", best["run_id"])
+            c.set_tag(best["run_id"], TAG_BEST, "true")  # the study's best trial, marked in the run list
         c.log_dict(run_id, dict(best), "best_trial.json")
     c.set_terminated(run_id, "FINISHED" if complete else "KILLED")
 

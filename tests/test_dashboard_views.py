@@ -266,7 +266,7 @@ def test_leaderboard_numbers_and_winner(rendered):
     assert "★" in scn_row
     ce_row = re.search(r'<tr data-method="ce"[^>]*>(.*?)</tr>', rendered, re.S).group(1)
     assert "★" not in ce_row and "baseline" in ce_row
-    assert "paired t-test" in rendered and "10 000 resamples" in rendered
+    assert "paired t-test" in rendered and "10,000 resamples" in rendered
     assert page.NO_CONFIRM not in rendered
 
 

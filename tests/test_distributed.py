@@ -442,7 +442,7 @@ def test_a_two_worker_trial_trains_with_ray_train_and_is_logged_once(workdir, ca
         assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2], key
 
     # the checkpoints are Train's (rank 0's), in the run folder, under a name from the trial id
-    train_run = run_dir / distributed.TRAIN_FOLDER / f"ce_{trial.trial_id}"
+    train_run = run_dir / distributed.TRAIN_FOLDER / distributed.train_run_name(Path(trial.path).name)
     assert len([p for p in train_run.glob("checkpoint_*") if p.is_dir()]) == 2
 
     first_result = history["time_total_s"].iloc[0]

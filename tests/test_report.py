@@ -52,6 +52,7 @@ def test_a_confirmed_sweep_reports_offline_and_every_tool_agrees_on_each_trial(w
             ("val/acc", "max", "best epoch")
         assert "Objective" in tags["mlflow.note.content"] and tags["sweeplab.confirm.seeds"] == "1,2"
         assert "report.html" in {a.path for a in c.list_artifacts(parent.info.run_id)}
+        assert c.get_run(tags["sweeplab.best_run_id"]).data.tags["sweeplab.best"] == "true"
     search = [r for r in children if r.data.tags.get("sweeplab.role") != "confirm"]
     confirm = [r for r in children if r.data.tags.get("sweeplab.role") == "confirm"]
     assert len(search) == 8 and len(confirm) == 4
@@ -104,6 +105,10 @@ def test_a_confirmed_sweep_reports_offline_and_every_tool_agrees_on_each_trial(w
         tests = [r.data.metrics["best/test/acc"] for r in confirm if r.data.tags["sweeplab.method"] == method]
         assert row["seeds"] == 2 and row["test_mean"] == pytest.approx(statistics.mean(tests), abs=1e-12)
     assert not rows["ce"]["winner"]  # the baseline never wins against itself
+    marks = {p.data.tags["sweeplab.method"]: c.get_run(p.info.run_id).data.tags for p in parents}
+    assert marks["ce"]["sweeplab.leaderboard"] == "baseline"
+    assert marks["scn"]["sweeplab.leaderboard"] == ("winner" if rows["scn"]["winner"] else "not significant")
+    assert float(marks["scn"]["sweeplab.confirmed.test_mean"]) == pytest.approx(rows["scn"]["test_mean"], rel=1e-5)
 
     # the summary again, at any time
     status = subprocess.run(SWEEPLAB + ["status", "report"], cwd=workdir, capture_output=True, text=True,

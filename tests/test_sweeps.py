@@ -161,7 +161,8 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(workdir)
 
     run_dir = storage.find_run("killed").local
     for tid in histories_before:  # Tune did not run any epoch of these again
-        rows = (run_dir / "ce" / f"ce_{tid}" / "result.json").read_text().splitlines()
+        (trial_dir,) = (run_dir / "ce").glob(f"ce_t*_{tid}")  # ce_t<number>_<trial id>
+        rows = (trial_dir / "result.json").read_text().splitlines()
         assert len(rows) == 4, (tid, len(rows))
     trials = optuna_trials(run_dir, "killed.ce")
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -319,7 +320,7 @@ def test_metric_learning_demo_runs_proxygml_beside_the_proxy_losses_with_recall_
     assert sorted(p.info.run_name for p in parents) == sorted(methods)
     (proxygml,) = [r for r in children if r.data.tags["sweeplab.method"] == "proxygml"]
     assert proxygml.data.tags["sweeplab.status"] == "finished"
-    for key in ("train/loss/cls", "train/loss/proxy", "lr/proxies", "val/recall_at_1", "val/recall_at_8", "val/nmi"):
+    for key in ("train/loss/cls", "train/loss/proxy", "train/lr/proxies", "val/recall_at_1", "val/recall_at_8", "val/nmi"):
         assert [m.step for m in c.get_metric_history(proxygml.info.run_id, key)] == [1, 2], key
     for run in children:  # Recall@K at K = 1, 2, 4, 8 on the unseen test numbers: a curve per run
         curve = [run.data.metrics[f"test/recall_at_{k}"] for k in (1, 2, 4, 8)]
