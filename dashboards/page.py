@@ -64,6 +64,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 tr.winner { background: #fff6d6 !important; font-weight: 600; }
 td.params { max-width: 420px; overflow-wrap: anywhere; }
 td.err { max-width: 320px; color: #8c1c13; overflow-wrap: anywhere; }
+.verdict { font-size: 16px; font-weight: 600; margin: 4px 0 10px; }
 .explain { color: #4a5866; font-size: 13px; margin: 6px 0 0; }
 .missing { color: #9aa3ad; }
 footer { color: #4a5866; font-size: 13px; padding: 6px 4px; }
@@ -284,6 +285,26 @@ def _best_trials_table(r: SweepRecords) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
+def verdict(r: SweepRecords) -> str:
+    """The leaderboard's answer in one sentence: who wins, or why nobody is called the winner."""
+    base = next((row for row in r.leaderboard if row.baseline), None)
+    others = [row for row in r.leaderboard if not row.baseline and row.diff is not None]
+    if base is None:
+        return "No baseline was confirmed: the methods are ranked, not tested against one."
+    if not others:
+        return f"Only the baseline {base.method} was confirmed: there is nothing to compare it with yet."
+    n = len(base.seeds)
+    winner = next((row for row in others if row.winner), None)
+    if winner is not None:
+        return (f"★ {winner.method} beats the baseline {base.method}: Δ test {fmt(winner.diff, signed=True)} "
+                f"over {winner.paired_seeds} paired seeds (paired t-test p = {fmt_p(winner.p_value)}).")
+    mode = next((s.mode for s in r.studies if s.method == base.method), "max")
+    best = max(others, key=lambda row: row.diff if mode == "max" else -row.diff)
+    p = f", p = {fmt_p(best.p_value)}" if best.p_value is not None else ""
+    return (f"No method beats the baseline {base.method} significantly over {n} seeds (p < {r.alpha:g}): closest is "
+            f"{best.method} with Δ test {fmt(best.diff, signed=True)}{p}. More seeds would tell.")
+
+
 def _leaderboard(r: SweepRecords) -> str:
     if not r.leaderboard:
         return (f'<section id="results"><h2>Leaderboard</h2>{note("leaderboard", NO_CONFIRM)}'
@@ -297,6 +318,7 @@ def _leaderboard(r: SweepRecords) -> str:
     explain = esc(describe_test(alpha=r.alpha)) + (" The Δ interval is the same bootstrap over the per-seed "
                                                    "differences; the winner is marked ★.")
     return f"""<section id="results"><h2>Leaderboard</h2>
+<p class="verdict" id="verdict">{esc(verdict(r))}</p>
 <table id="leaderboard"><caption>{caption}</caption>
 <thead><tr><th>method</th><th>configuration</th><th class="num">seeds</th><th class="num">test mean ± std</th>
 <th class="num">test 95% CI</th><th class="num">val mean ± std</th><th class="num">Δ test vs baseline</th>

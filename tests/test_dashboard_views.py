@@ -517,3 +517,21 @@ def test_text_is_escaped():
     assert "<b>\"x\"&" not in rest and "<script>alert" not in rest and "<i>d</i>" not in rest
     assert 'id="study-&lt;b&gt;&quot;x&quot;&amp;"' in rest
     assert "NaN" in _section(html_text, "&lt;b&gt;&quot;x&quot;&amp;")
+
+
+def test_the_verdict_names_the_winner_or_says_why_there_is_none():
+    from dashboards.page import verdict
+    from dashboards.records import LeaderboardRow
+
+    def row(method, baseline=False, diff=None, p=None, winner=False):
+        return LeaderboardRow(method=method, config={}, seeds=[1, 2, 3], test=[0.9] * 3, val=[0.9] * 3,
+                              test_mean=0.9, test_std=0.0, test_ci=(0.9, 0.9), val_mean=0.9, val_std=0.0,
+                              baseline=baseline, diff=diff, p_value=p, paired_seeds=3, significant=winner,
+                              winner=winner)
+
+    records = make_records()
+    records.leaderboard = [row("scn", diff=0.0157, p=0.06), row("ce", baseline=True)]
+    assert verdict(records).startswith("No method beats the baseline ce significantly over 3 seeds")
+    assert "scn with Δ test +0.0157, p = 0.060" in verdict(records)
+    records.leaderboard = [row("scn", diff=0.03, p=0.004, winner=True), row("ce", baseline=True)]
+    assert verdict(records).startswith("★ scn beats the baseline ce: Δ test +0.0300 over 3 paired seeds")
