@@ -342,8 +342,11 @@ def train_one_epoch(method: Method, model, loader, optimizer, device, second_loa
     With several workers (``parallel``) the metrics cover every worker's batches."""
     parallel = parallel or SingleProcess()
     model.train()
-    sums: dict[str, float] = {}
-    seen = correct = 0
+    # running sums stay on the device (float64): one host sync per step (the finiteness check the
+    # optimizer step waits for), not one per logged number; read once when the epoch ends
+    sums: dict[str, torch.Tensor] = {}
+    seen = 0
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     single_label = False
     steps = loader if second_loader is None else _paired(loader, second_loader)
     for batch in steps:
@@ -367,14 +370,16 @@ def train_one_epoch(method: Method, model, loader, optimizer, device, second_loa
 
         n = first[1].shape[0]
         seen += n
-        sums["loss"] = sums.get("loss", 0.0) + loss.item() * n
+        _accumulate(sums, "loss", loss, n, device)
         for key, value in outputs.items():
             if key.startswith("loss/"):
-                sums[key] = sums.get(key, 0.0) + float(value) * n
+                _accumulate(sums, key, value, n, device)
         logits = outputs.get("logits")
         single_label = logits is not None and logits.dim() == 2 and first[1].dim() == 1
         if single_label:
-            correct += (logits.detach().argmax(1) == first[1]).sum().item()
+            correct += (logits.detach().argmax(1) == first[1]).sum()
+    sums = {k: float(v) for k, v in sums.items()}
+    correct = int(correct)
     if parallel.world_size > 1:
         totals = parallel.sum({**sums, "#seen": seen, "#correct": correct, "#single_label": float(single_label)})
         seen, correct, single_label = int(totals.pop("#seen")), totals.pop("#correct"), totals.pop("#single_label") > 0
@@ -384,6 +389,14 @@ def train_one_epoch(method: Method, model, loader, optimizer, device, second_loa
         metrics["train/acc"] = correct / seen
     metrics["train/samples"] = seen
     return metrics
+
+
+def _accumulate(sums: dict[str, torch.Tensor], key: str, value, n: int, device) -> None:
+    """``sums[key] += value * n`` without a host sync (a loss part may also be a plain number)."""
+    part = value.detach().to(torch.float64) if torch.is_tensor(value) else torch.tensor(float(value),
+                                                                                        dtype=torch.float64)
+    total = sums.get(key)
+    sums[key] = part.to(device) * n if total is None else total + part.to(total.device) * n
 
 
 @torch.no_grad()
