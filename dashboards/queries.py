@@ -42,7 +42,7 @@ def load_run(folder) -> SweepRecords:
     records = SweepRecords(
         sweep=sweep.name, description=sweep.description, location=folder.location, dataset=dict(sweep.dataset),
         tracking_uri=state.tracking_uri, experiment_id=state.experiment_id, commit=state.commit,
-        created=state.created, wall_seconds=_wall_seconds(state, studies),
+        created=state.created, wall_seconds=_wall_seconds(studies),
         scheduler=sweep.scheduler.model_dump(mode="json"), search=sweep.search.model_dump(mode="json"),
         studies=studies,
     )
@@ -121,6 +121,7 @@ def trial_record(study, trial, run, role: str, metric: str, mode: str, numbers: 
     if run is not None:
         data = run.data
         record.run_id, record.run_name = run.info.run_id, run.info.run_name or record.run_name
+        record.started_ms, record.ended_ms = run.info.start_time, run.info.end_time
         status = data.tags.get(tracking.TAG_STATUS)
         record.outcome = None if status in (None, "running") else status
         record.error = data.tags.get(tracking.TAG_ERROR)
@@ -146,6 +147,7 @@ def mlflow_only_record(method: str, run, metric: str) -> TrialRecord:
         role=CONFIRM if data.tags.get(TAG_ROLE) == ROLE else SEARCH, run_id=run.info.run_id,
         outcome=data.tags.get(tracking.TAG_STATUS), params=dict(data.params),
         objective=_finite(data.metrics.get(objective_metric(metric))), error=data.tags.get(tracking.TAG_ERROR),
+        started_ms=run.info.start_time, ended_ms=run.info.end_time,
     )
 
 
@@ -273,12 +275,8 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _wall_seconds(state, studies: list[StudyRecords]) -> float | None:
+def _wall_seconds(studies: list[StudyRecords]) -> float | None:
     """From the first trial run's start to the last one's end, as MLflow recorded them."""
-    starts, ends = [], []
-    for s in studies:
-        for run in child_runs(state.tracking_uri, state.experiment_id, s.parent_run_id):
-            starts.append(run.info.start_time)
-            if run.info.end_time:
-                ends.append(run.info.end_time)
+    starts = [t.started_ms for s in studies for t in s.trials if t.started_ms]
+    ends = [t.ended_ms for s in studies for t in s.trials if t.ended_ms]
     return (max(ends) - min(starts)) / 1000 if starts and ends else None

@@ -37,6 +37,8 @@ class TrialRecord:
     candidate: int | None = None  # CONFIRM: rank of the configuration it re-runs (1: the best)
     error: str | None = None  # failed / diverged: why
     metrics: dict[str, float] = field(default_factory=dict)  # its last reported metrics (``best/*`` at the end)
+    started_ms: int | None = None  # its MLflow run's start and end (ms since the epoch; None: not in MLflow / running)
+    ended_ms: int | None = None
 
 
 @dataclass
