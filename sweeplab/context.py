@@ -62,6 +62,7 @@ class TrialContext:
     mode: str = "max"
     threads: int = 1  # torch intra-op threads (the trial's CPUs)
     gpus: float | None = None  # GPUs the trial was given (None: use CUDA when present, for plain loops)
+    precision: str = "auto"  # what the trial asks for (``sweeplab.precision``); the device decides auto
     objectives: tuple = ()  # every (metric, mode) the searcher follows (several for multi-objective)
     tracking: TrackingContext | None = None  # None: the trial is not tracked
     distributed: DistributedContext | None = None  # None: one process
@@ -76,6 +77,7 @@ class TrialContext:
         if unknown:
             log.warning("trial context keys %s are not known to this version of sweeplab: left out", unknown)
         values = {k: v for k, v in raw.items() if k in known}
+        values.setdefault("precision", "fp32")  # stored before precision was a choice: trained in fp32
         for name, kind in (("tracking", TrackingContext), ("distributed", DistributedContext),
                            ("trial", TrialIdentity)):
             part = values.get(name)

@@ -26,19 +26,19 @@ from typing import Any, ContextManager, Mapping, Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from sweeplab import catalog
 from sweeplab.context import TrialContext, hyperparameters_of
 from sweeplab.data import build_dataset
-from sweeplab.method import (DataFacts, DataInfo, Method, ParamGroup, all_hyperparameters, applicable, data_problems,
+from sweeplab.loaders import LoaderPlan, TrainLoaders, evaluation_loader, loader_plan
+from sweeplab.method import (DataFacts, DataInfo, Method, all_hyperparameters, applicable, data_problems,
                              hyperparameter_problems)
 from sweeplab.models import build_backbone, feature_map_size
 from sweeplab.objective import objective_metric
+from sweeplab.optim import learning_rates, load_optimizer_state, make_optimizer, make_schedule, optimizer_groups
+from sweeplab.precision import FP32, TrainingPrecision, resolve_precision, use_channels_last
 from sweeplab.tasks import extra_test_split, task_family
-from sweeplab.tracking import metric_name_problem
 
-LR_METRIC = "train/lr"  # the learning rate of each epoch (not the hyperparameter ``lr``: its initial value)
 
 
 # ---------------------------------------------------------------------------
@@ -193,82 +193,6 @@ def pick_device(gpus: float | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def optimizer_groups(method: Method, model: torch.nn.Module) -> list[ParamGroup]:
-    """The method's parameter groups, checked: every trainable parameter of ``model`` in exactly
-    one group (a parameter left out would silently never train), names unique, scales > 0."""
-    groups = method.param_groups(model)
-    names = [g.name for g in groups]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{type(method).__name__}.param_groups: group names repeat: {names}")
-    for name in names:  # logged as train/lr/<name>
-        problem = metric_name_problem(f"{LR_METRIC}/{name}") if isinstance(name, str) and name else "is not a name"
-        if problem:
-            raise ValueError(f"{type(method).__name__}.param_groups: group {name!r} {problem}")
-    where: dict[int, str] = {}
-    for group in groups:
-        if not (isinstance(group.lr_scale, (int, float)) and math.isfinite(group.lr_scale) and group.lr_scale > 0):
-            raise ValueError(f"param group {group.name!r}: lr_scale must be a number > 0, got {group.lr_scale!r}")
-        for param in group.params:
-            if id(param) in where:
-                raise ValueError(f"a parameter is in param groups {where[id(param)]!r} and {group.name!r}")
-            where[id(param)] = group.name
-    trainable = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
-    missing = [n for i, n in trainable.items() if i not in where]
-    foreign = [g for i, g in where.items() if i not in trainable]
-    if missing or foreign:
-        raise ValueError(f"{type(method).__name__}.param_groups must hold every trainable parameter of the model "
-                         f"once: left out {missing[:8]}; not trainable parameters of the model: {len(foreign)}")
-    return groups
-
-
-def make_optimizer(hp: Mapping[str, Any], groups: list[ParamGroup]) -> torch.optim.Optimizer:
-    """The optimizer over ``groups``: each at ``lr_scale`` times ``hp["lr"]``."""
-    name, lr, wd = hp["optimizer"], float(hp["lr"]), float(hp["weight_decay"])
-    params = [{"params": g.params, "lr": lr * g.lr_scale, "name": g.name, "lr_scale": g.lr_scale} for g in groups]
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(hp["momentum"]), weight_decay=wd)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd, eps=float(hp["adam_eps"]))
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, eps=float(hp["adam_eps"]))
-    raise ValueError(f"optimizer {name!r} is not one of sgd, adam, adamw")
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any], groups: list[ParamGroup]) -> None:
-    """Resume the optimizer from a checkpoint whose groups must be the method's groups now."""
-    saved = [g.get("name") for g in state["param_groups"]]
-    if len(saved) != len(groups) or any(s not in (None, g.name) for s, g in zip(saved, groups)):
-        raise ValueError(f"the checkpoint's optimizer has parameter groups {saved} but the method now has "
-                         f"{[g.name for g in groups]}: it was saved by another version of the method")
-    optimizer.load_state_dict(state)
-    for torch_group, group in zip(optimizer.param_groups, groups):  # a checkpoint from before groups had names
-        torch_group.update(name=group.name, lr_scale=group.lr_scale)
-
-
-def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """``train/lr``: the engine's rate now (scale 1); with several groups also ``train/lr/<group>``."""
-    groups = optimizer.param_groups
-    rates = {LR_METRIC: groups[0]["lr"] / groups[0].get("lr_scale", 1.0)}
-    if len(groups) > 1:
-        rates.update({f"{LR_METRIC}/{g['name']}": g["lr"] for g in groups})
-    return rates
-
-
-def make_schedule(hp: Mapping[str, Any], optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Per-epoch learning-rate schedule (stepped after each epoch)."""
-    name = hp["lr_schedule"]
-    if name == "constant":
-        return None
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(hp["epochs"])))
-    if name == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(hp["lr_gamma"]))
-    if name == "step":  # x lr_step_gamma every lr_step_epochs (the fine-grained and FER recipes' StepLR)
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(hp["lr_step_epochs"]),
-                                               gamma=float(hp["lr_step_gamma"]))
-    raise ValueError(f"lr_schedule {name!r} is not one of constant, cosine, exponential, step")
-
-
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The shuffling order of an epoch depends only on (seed, epoch), so a resumed trial
     sees the same batches as one that never stopped."""
@@ -317,8 +241,12 @@ def worst_value(mode: str) -> float:
 # ---------------------------------------------------------------------------
 # Epochs
 # ---------------------------------------------------------------------------
-def _to_device(batch, device):
-    return tuple(t.to(device, non_blocking=True) if torch.is_tensor(t) else t for t in batch)
+def _to_device(batch, device, precision: TrainingPrecision = FP32):
+    """A batch on the device; its inputs (first item) in the model's memory format."""
+    moved = [t.to(device, non_blocking=True) if torch.is_tensor(t) else t for t in batch]
+    if moved:
+        moved[0] = precision.prepare_inputs(moved[0])
+    return tuple(moved)
 
 
 def _paired(loader, second_loader):
@@ -334,12 +262,13 @@ def _paired(loader, second_loader):
 
 
 def train_one_epoch(method: Method, model, loader, optimizer, device, second_loader=None,
-                    parallel: Parallel | None = None) -> dict[str, float]:
+                    parallel: Parallel | None = None, precision: TrainingPrecision = FP32) -> dict[str, float]:
     """Mean of each loss part over the epoch and, for single-label data, the accuracy on the
     (possibly noisy) training labels; ``train/samples``: the samples trained on. With
     ``second_loader`` (a method's paired sampler) each step gets ``(batch, second_batch)``.
     Raises ``Diverged`` at the first non-finite loss, before the optimizer steps on it.
-    With several workers (``parallel``) the metrics cover every worker's batches."""
+    With several workers (``parallel``) the metrics cover every worker's batches. The
+    method's step (forward and losses) runs in ``precision``'s autocast region."""
     parallel = parallel or SingleProcess()
     model.train()
     # running sums stay on the device (float64): one host sync per step (the finiteness check the
@@ -351,21 +280,21 @@ def train_one_epoch(method: Method, model, loader, optimizer, device, second_loa
     steps = loader if second_loader is None else _paired(loader, second_loader)
     for batch in steps:
         if second_loader is None:
-            batch = _to_device(batch, device)
+            batch = _to_device(batch, device, precision)
             first = batch
         else:
-            batch = tuple(_to_device(b, device) for b in batch)
+            batch = tuple(_to_device(b, device, precision) for b in batch)
             first = batch[0]
-        outputs = method.training_step(model, batch)
-        loss = outputs["loss"]
+        with precision.autocast():
+            outputs = method.training_step(model, batch)
+        loss = outputs["loss"].float()
         if not parallel.all_finite(loss):
             if parallel.world_size == 1:
                 raise Diverged(f"training loss became {loss.item()}")
             raise Diverged(f"training loss became non-finite on at least one of the {parallel.world_size} "
                            f"workers (rank {parallel.rank}: {loss.item()})")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        precision.backward_and_step(loss, optimizer)
         method.after_optimizer_step(model, batch, outputs)
 
         n = first[1].shape[0]
@@ -400,19 +329,22 @@ def _accumulate(sums: dict[str, torch.Tensor], key: str, value, n: int, device) 
 
 
 @torch.no_grad()
-def predict_split(method: Method, model, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scores, targets) of a whole split."""
+def predict_split(method: Method, model, loader, device,
+                  precision: TrainingPrecision = FP32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores, targets) of a whole split; the forward passes in ``precision``, the scores float32."""
     model.eval()
     scores, targets = [], []
     for batch in loader:
-        inputs, target = batch[0].to(device), batch[1]
-        scores.append(method.predict(model, inputs).float().cpu())
+        inputs, target = precision.prepare_inputs(batch[0].to(device, non_blocking=True)), batch[1]
+        with precision.autocast():
+            scores.append(method.predict(model, inputs).float().cpu())
         targets.append(target)
     return torch.cat(scores), torch.cat(targets)
 
 
-def evaluate(method: Method, model, loader, device, info: DataInfo) -> dict[str, float]:
-    return task_family(info.task).split_metrics(*predict_split(method, model, loader, device), info)
+def evaluate(method: Method, model, loader, device, info: DataInfo,
+             precision: TrainingPrecision = FP32) -> dict[str, float]:
+    return task_family(info.task).split_metrics(*predict_split(method, model, loader, device, precision), info)
 
 
 def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
@@ -458,19 +390,21 @@ def train(
         raise ValueError(f"{method_cls.__name__} on {backbone_name}: " + "; ".join(problems))
     backbone, feature_dim = build_backbone(backbone_name, data.info.input_shape[0], ctx.model.get("weights"),
                                            global_pool=method.global_pool)
-    model = method.build_model(backbone, feature_dim).to(device)
+    precision = trial_precision(ctx, device)
+    model = precision.prepare_model(method.build_model(backbone, feature_dim).to(device))
     groups = optimizer_groups(method, model)
     optimizer = make_optimizer(hp, groups)
     schedule = make_schedule(hp, optimizer)
 
     batch_size = int(hp["batch_size"])
-    pin = device.type == "cuda"
-    eval_loader = lambda ds: DataLoader(  # noqa: E731
-        ds, batch_size=max(batch_size, 256), shuffle=False, num_workers=data.num_workers, pin_memory=pin
-    )
-    val_loader, test_loader = eval_loader(data.val), eval_loader(data.test)
-    test_loaders = {"test": test_loader, **{extra_test_split(name): eval_loader(dataset)
+    plan = loader_plan(data.num_workers, ctx.threads, device)
+    eval_batch = max(batch_size, 256)
+    val_loader = evaluation_loader(data.val, eval_batch, plan, every_epoch=True)
+    test_loader = evaluation_loader(data.test, eval_batch, plan, every_epoch=False)
+    test_loaders = {"test": test_loader, **{extra_test_split(name): evaluation_loader(dataset, eval_batch, plan, False)
                                            for name, dataset in data.extra_tests.items()}}
+    loaders = TrainLoaders(data.train, local_batch_size(batch_size, parallel.world_size),
+                           len(data.train) > batch_size, plan, parallel.shard)
 
     start_epoch, best = 0, {"value": None, "epoch": 0, "val": {}, "state": None}
     state = reporter.load_checkpoint()
@@ -480,24 +414,27 @@ def train(
         if schedule is not None and state.get("schedule"):
             schedule.load_state_dict(state["schedule"])
         method.load_state_dict(state.get("method", {}))
+        precision.load_state_dict(state.get("precision", {}))
         best = state["best"]
         start_epoch = int(state["epoch"])
         set_rng_state(state["rng"])
 
-    tracker.start(applicable(method_cls, hp))  # what does not apply (momentum under adam) is not logged
+    # what does not apply (momentum under adam) is not logged; the precision as this device resolved it
+    tracker.start({**applicable(method_cls, hp), "precision": precision.name})
     # what the training steps call; ``model`` is what is saved and evaluated
     trained = parallel.wrap_model(model, find_unused_parameters=method.find_unused_parameters)
     metrics: dict[str, float] = {}
     try:
         for epoch in range(start_epoch, epochs):
             method.on_epoch_start(epoch)  # before its samplers are drawn: they may depend on the epoch
-            train_loader, second_loader = train_loaders(
-                method, data, batch_size, epoch_generator(ctx.seed, epoch), pin, parallel)
+            generator = epoch_generator(ctx.seed, epoch)
+            train_loader, second_loader = loaders.for_epoch(method.train_sampler(data.train, generator),
+                                                            method.paired_sampler(data.train, generator), generator)
             metrics = {"epoch": epoch + 1, **learning_rates(optimizer)}
             try:
                 with parallel.shared_targets(data.train):
                     metrics.update(train_one_epoch(method, trained, train_loader, optimizer, device, second_loader,
-                                                   parallel))
+                                                   parallel, precision))
             except Diverged as exc:
                 return _end_diverged(ctx, epoch, str(exc), reporter, tracker)
             metrics.update({f"train/{k}": v for k, v in method.on_epoch_end(epoch).items()})
@@ -506,7 +443,7 @@ def train(
 
             last = epoch + 1 == epochs
             if chief:  # the other ranks go on to the next epoch and wait for rank 0 at its first step
-                metrics.update(_prefixed("val", evaluate(method, model, val_loader, device, data.info)))
+                metrics.update(_prefixed("val", evaluate(method, model, val_loader, device, data.info, precision)))
                 if is_better(metrics.get(ctx.metric), best["value"], ctx.mode):
                     best = {
                         "value": metrics[ctx.metric],
@@ -517,22 +454,25 @@ def train(
                     }
                 metrics.update(running_best(best, ctx))
                 if last:
-                    metrics.update(_final_metrics(method, model, best, test_loaders, device, data))
+                    metrics.update(_final_metrics(method, model, best, test_loaders, device, data, precision))
 
+            weights = model.state_dict()
             checkpoint = {
                 "epoch": epoch + 1,
-                "model": model.state_dict(),
+                "model": weights,
                 "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict() if schedule is not None else {},
                 "method": method.state_dict(),
-                "best": best,
+                "precision": precision.state_dict(),
+                # an epoch that improved saves its weights once: torch.save stores a tensor once
+                "best": {**best, "state": weights} if best["epoch"] == epoch + 1 else best,
                 "rng": rng_state(),
             }
             tracker.log_metrics(metrics, step=epoch + 1)
             if last and chief:  # recorded before the last report: a scheduler may stop the trial inside it
                 tracker.log_dict({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, "summary.json")
-                tracker.log_dict(_per_class_tables(method, model, best, val_loader, test_loader, device, data.info),
-                                 "per_class.json")
+                tracker.log_dict(_per_class_tables(method, model, best, val_loader, test_loader, device, data.info,
+                                                   precision), "per_class.json")
                 tracker.finish("finished")
             reporter.report(metrics, checkpoint)
     except BaseException as exc:  # recorded, then handed to Tune (which retries or marks the trial errored)
@@ -542,25 +482,26 @@ def train(
     return metrics
 
 
-def train_loaders(method: Method, data, batch_size: int, generator: torch.Generator, pin: bool,
+def trial_precision(ctx: TrialContext, device: torch.device) -> TrainingPrecision:
+    """The trial's precision and memory format on ``device`` (``sweeplab.precision``); on CUDA
+    also cuDNN's autotuner, which picks the fastest convolution for the fixed input size."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return TrainingPrecision(resolve_precision(ctx.precision, device), device,
+                             channels_last=use_channels_last(ctx.model.get("channels_last"), device))
+
+
+def train_loaders(method: Method, data, batch_size: int, generator: torch.Generator, plan: LoaderPlan | None = None,
                   parallel: Parallel | None = None):
-    """The epoch's training loader (the method's sampler, else a seeded shuffle) and, for a
-    method that draws a second batch each step, the loader of its paired sampler. With several
-    workers each loader holds this rank's shard of the sampler and its share of ``batch_size``."""
+    """One epoch's (training loader, paired loader or None), as ``train`` builds them (for a
+    single epoch outside it): the method's sampler, else a seeded shuffle; with several workers
+    this rank's shard of it and its share of ``batch_size``."""
     parallel = parallel or SingleProcess()
-    drop_last = len(data.train) > batch_size
-    local_batch = local_batch_size(batch_size, parallel.world_size)
-
-    def loader(sampler):
-        own = parallel.shard(sampler, data.train, generator, drop_last)
-        return DataLoader(  # the generator as alone (it seeds the loader's workers, then the shuffle)
-            data.train, batch_size=local_batch, sampler=own, shuffle=own is None,
-            generator=generator if sampler is None else None, num_workers=data.num_workers,
-            pin_memory=pin, drop_last=drop_last,
-        )
-
-    paired = method.paired_sampler(data.train, generator)
-    return loader(method.train_sampler(data.train, generator)), (None if paired is None else loader(paired))
+    loaders = TrainLoaders(data.train, local_batch_size(batch_size, parallel.world_size),
+                           len(data.train) > batch_size, plan or LoaderPlan(workers=0, pin_memory=False),
+                           parallel.shard)
+    return loaders.for_epoch(method.train_sampler(data.train, generator), method.paired_sampler(data.train, generator),
+                             generator)
 
 
 @contextlib.contextmanager
@@ -584,13 +525,13 @@ def running_best(best: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]
     return {**{objective_metric(m): v for m, v in at.items()}, "best/epoch": best["epoch"]}
 
 
-def _final_metrics(method, model, best, test_loaders, device, data) -> dict[str, float]:
+def _final_metrics(method, model, best, test_loaders, device, data, precision=FP32) -> dict[str, float]:
     """Metrics on each test set (split name -> loader) of the final state, and of the state
     with the best validation objective."""
     def on_tests(prefix: str = "") -> dict[str, float]:
         out = {}
         for split, loader in test_loaders.items():
-            out.update(_prefixed(prefix + split, evaluate(method, model, loader, device, data.info)))
+            out.update(_prefixed(prefix + split, evaluate(method, model, loader, device, data.info, precision)))
         return out
 
     out = on_tests()
@@ -602,16 +543,16 @@ def _final_metrics(method, model, best, test_loaders, device, data) -> dict[str,
     return out
 
 
-def _per_class_tables(method, model, best, val_loader, test_loader, device, info: DataInfo) -> dict:
+def _per_class_tables(method, model, best, val_loader, test_loader, device, info: DataInfo, precision=FP32) -> dict:
     """Per-class results (accuracy, or AP for multi-label) of the final and best states."""
     details = task_family(info.task).split_details
     tables = {
-        f"final/{split}": details(*predict_split(method, model, loader, device), info)
+        f"final/{split}": details(*predict_split(method, model, loader, device, precision), info)
         for split, loader in (("val", val_loader), ("test", test_loader))
     }
     if best["state"] is not None:
         with _best_state(model, best):
-            tables["best/test"] = details(*predict_split(method, model, test_loader, device), info)
+            tables["best/test"] = details(*predict_split(method, model, test_loader, device, precision), info)
     return tables
 
 

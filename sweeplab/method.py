@@ -14,7 +14,9 @@ through the seams below (each has a default that a plain method keeps):
 - ``on_epoch_start`` / ``on_epoch_end``: epoch-dependent weights, per-epoch statistics;
 - ``train_sampler`` / ``paired_sampler`` / ``after_optimizer_step``: its data and relabelling;
 - ``find_unused_parameters``: a step may leave branches without gradient (DDP must know);
-- ``state_dict`` / ``load_state_dict``: state outside the model (relabelled targets).
+- ``state_dict`` / ``load_state_dict``: state outside the model (relabelled targets);
+- ``full_precision``: marks a loss function (or a delicate part of one) that must run in
+  float32 when the engine trains under bf16/fp16 autocast (``sweeplab.precision``).
 
 Hyperparameters come in two sets. ``ENGINE_HYPERPARAMETERS`` are understood by
 the engine for every method (optimisation and schedule); a method adds its own
@@ -30,6 +32,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
+from sweeplab.precision import full_precision  # noqa: F401  (the seam methods import)
 from sweeplab.spaces import brief
 
 
@@ -303,7 +306,9 @@ class Method:
 
     def training_step(self, model: nn.Module, batch) -> dict[str, Any]:
         """One step's losses: ``{"loss": total tensor, "logits": tensor for train accuracy,
-        "loss/<part>": float, ...}``. The engine backpropagates ``loss``."""
+        "loss/<part>": detached 0-d tensor (or a number), ...}``. The engine backpropagates
+        ``loss`` and sums the parts on the device (a ``.item()`` here would wait for the GPU every
+        step). It runs inside the engine's autocast region (``sweeplab.precision``)."""
         raise NotImplementedError
 
     def attach_train_data(self, dataset, clean_targets: torch.Tensor | None) -> None:

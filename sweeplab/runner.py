@@ -29,7 +29,7 @@ from sweeplab import distributed, storage, tracking
 from sweeplab.callbacks import ProgressPrinter, TrialEndRecorder, TrialNamer
 from sweeplab.context import TrackingContext, TrialContext
 from sweeplab.ray_session import check_resources, environment, ray_session
-from sweeplab.objective import SELECTION, objective_metric
+from sweeplab.objective import SELECTION, checkpoint_retention, objective_metric
 from sweeplab.results import StudyResult, objectives, planned_epochs, primary, study_note, summarize
 from sweeplab.search import make_scheduler
 from sweeplab.searcher import PrunedAwareOptunaSearch, make_searcher
@@ -150,9 +150,9 @@ def _new_tuner(sweep: Sweep, study: Study, index: int, folder: RunFolder, track:
     context = TrialContext(
         method=study.method, dataset=sweep.dataset, model=sweep.model.model_dump(mode="json"), seed=sweep.seed,
         metric=metric, mode=mode, threads=max(1, int(sweep.resources.cpus)), gpus=sweep.resources.gpus,
-        objectives=tuple(objectives(study)), tracking=track,
+        precision=sweep.precision_of(study.method), objectives=tuple(objectives(study)), tracking=track,
         distributed=distributed.trial_context(sweep.resources, folder.tune_path(distributed.TRAIN_FOLDER),
-                                              sweep.checkpoint.keep) if multi_worker else None,
+                                              sweep.checkpoint.kept) if multi_worker else None,
     )
     searcher = make_searcher(study, sweep, folder, index, track) if to_optuna(study.space) else None
     if searcher is not None and restore:  # killed before Tune saved anything: drop what it asked
@@ -182,7 +182,7 @@ def _new_tuner(sweep: Sweep, study: Study, index: int, folder: RunFolder, track:
             name=study.method,
             storage_path=folder.tune_path(),
             failure_config=tune.FailureConfig(max_failures=sweep.failure.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=sweep.checkpoint.keep),
+            checkpoint_config=tune.CheckpointConfig(**checkpoint_retention(sweep.checkpoint.kept, metric, mode)),
             callbacks=[ProgressPrinter(study.method, metric, study.num_samples, max_t),
                        TrialEndRecorder(track, study.method)],
             verbose=0,

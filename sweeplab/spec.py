@@ -76,6 +76,7 @@ class Sweep:
     storage: StorageSpec
     failure: FailureSpec
     checkpoint: CheckpointSpec
+    precision: str
     confirm: ConfirmSpec | None
     baseline: str | None
     document: dict[str, Any]  # what to save as the resolved sweep file
@@ -96,6 +97,10 @@ class Sweep:
             return self.baseline
         plain = [s.method for s in self.studies if s.entry.paper == "baseline"]
         return plain[0] if len(plain) == 1 else None
+
+    def precision_of(self, method: str) -> str:
+        """The precision ``method``'s trials ask for (``sweeplab.precision``): its own, else the sweep's."""
+        return self.methods[method].precision or self.precision
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.document, sort_keys=False, allow_unicode=True)

@@ -14,11 +14,13 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 
 from sweeplab import catalog, search
 from sweeplab.models import BACKBONES
+from sweeplab.precision import PRECISIONS
 from sweeplab.spaces import Issue, brief
 
 SAMPLERS = tuple(search.SAMPLERS)  # the names; what each takes is in sweeplab.search
 SCHEDULERS = tuple(search.SCHEDULERS)
 MODES = ("max", "min")
+Precision = Literal[PRECISIONS]  # type: ignore[valid-type]  (what each means: sweeplab.precision)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -56,6 +58,8 @@ class _Section(BaseModel):
 class ModelSpec(_Section):
     backbone: str = "small_cnn"
     weights: str | None = None  # a local state-dict file
+    # channels-last memory format (NHWC) of the model and its image batches; None: on CUDA, off on CPU
+    channels_last: bool | None = None
 
     @field_validator("backbone")
     @classmethod
@@ -71,6 +75,7 @@ class MethodSpec(_Section):
     overrides: Annotated[dict[str, Any], BeforeValidator(none_to_empty)] = {}
     metric: Metric = None
     mode: Mode = None
+    precision: Precision | None = None  # None: the sweep's ``precision``
 
 
 class SearchSpec(_Section):
@@ -154,7 +159,22 @@ class FailureSpec(_Section):
 
 
 class CheckpointSpec(_Section):
-    keep: int | None = Field(None, ge=1)
+    """Checkpoints kept per trial: the ``keep`` best epochs by the study's metric, plus the latest
+    (``sweeplab.objective.checkpoint_retention``); ``all``: every epoch's."""
+
+    keep: Any = 1
+
+    @field_validator("keep")
+    @classmethod
+    def _count_or_all(cls, value: Any) -> Any:
+        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f"must be a whole number >= 1 or 'all', got {brief(value)}")
+
+    @property
+    def kept(self) -> int | None:
+        """``keep`` as Ray takes it (None: all)."""
+        return None if self.keep == "all" else self.keep
 
 
 class ConfirmSpec(_Section):
@@ -182,6 +202,8 @@ class SweepSpec(_Section):
     storage: StorageSpec = Field(default_factory=StorageSpec)
     failure: FailureSpec = Field(default_factory=FailureSpec)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    # training precision of every method (``methods.<m>.precision`` overrides): auto | fp32 | bf16 | fp16
+    precision: Precision = "auto"
     confirm: ConfirmSpec | None = None  # None: no confirmation runs (``sweeplab confirm`` adds them later)
     baseline: str | None = None  # the method the report compares the others with (None: the sweep's baseline method)
 

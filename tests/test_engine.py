@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sweeplab import engine
+from sweeplab import engine, optim
 from sweeplab.context import CONTEXT_KEY
 from sweeplab.engine import MemoryReporter, train
 from trainables.ce import CrossEntropy
@@ -178,7 +178,7 @@ def test_a_diverged_multi_objective_trial_reports_the_worst_value_of_every_objec
 def test_learning_rate_schedules_per_epoch(schedule, expected):
     hp = {"lr_schedule": schedule, "epochs": 5, "lr_gamma": 0.5, "lr_step_epochs": 2, "lr_step_gamma": 0.1}
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    scheduler = engine.make_schedule(hp, optimizer)
+    scheduler = optim.make_schedule(hp, optimizer)
     rates = []
     for _ in range(5):
         rates.append(optimizer.param_groups[0]["lr"])

@@ -150,7 +150,7 @@ def test_identical_branches_give_zero_consistency_in_a_step():
     method, model = make()
     model.branch_r.load_state_dict(model.branch_u.state_dict())
     out = method.training_step(model, (batch(1), batch(2)))
-    assert out["loss/con"] == pytest.approx(0.0, abs=1e-12)
+    assert float(out["loss/con"]) == pytest.approx(0.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("detach", [False, True])
@@ -214,8 +214,8 @@ def test_training_step_returns_named_parts_and_backpropagates():
     out = method.training_step(model, (batch(1), batch(2)))
     assert torch.isfinite(out["loss"])
     for key in ("loss/cls_uniform", "loss/cls_rebalanced", "loss/con"):
-        assert isinstance(out[key], float) and math.isfinite(out[key])
-    total = out["loss/cls_uniform"] + out["loss/cls_rebalanced"] + 0.1 * out["loss/con"]
+        assert out[key].dim() == 0 and not out[key].requires_grad and math.isfinite(out[key])
+    total = float(out["loss/cls_uniform"] + out["loss/cls_rebalanced"] + 0.1 * out["loss/con"])
     assert out["loss"].item() == pytest.approx(total, rel=1e-5)
     out["loss"].backward()
     for name, p in model.named_parameters():
@@ -271,7 +271,8 @@ def test_an_epoch_of_the_engine_with_paired_batches():
     from torch.utils.data import DataLoader
 
     from sweeplab.data.indexed import IndexedTensorDataset
-    from sweeplab.engine import make_optimizer, train_one_epoch
+    from sweeplab.engine import train_one_epoch
+    from sweeplab.optim import make_optimizer
 
     method, model = make(batch_size=4, optimizer="sgd", lr=0.01)
     g = torch.Generator().manual_seed(0)

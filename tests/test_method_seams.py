@@ -14,7 +14,8 @@ from torch.nn import functional as F
 
 from conftest import StopAfter
 from sweeplab.context import CONTEXT_KEY
-from sweeplab.engine import MemoryReporter, make_optimizer, optimizer_groups, train
+from sweeplab.engine import MemoryReporter, train
+from sweeplab.optim import make_optimizer, optimizer_groups
 from sweeplab.method import DataInfo, Method, ParamGroup, groups_by_prefix, number
 from sweeplab.models import build_backbone, split_last_stage
 from sweeplab.models.heads import Classifier

@@ -85,7 +85,7 @@ def test_method_trains_reports_checkpoints_and_resumes(name):
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_trainable_parameter_is_in_one_optimizer_group_and_changes_in_training(name):
     """A method must not keep trainable tensors outside its model, nor leave one out of its groups."""
-    from sweeplab import engine
+    from sweeplab import engine, optim
     from sweeplab.data import build_dataset
     from sweeplab.models import build_backbone
 
@@ -101,12 +101,12 @@ def test_every_trainable_parameter_is_in_one_optimizer_group_and_changes_in_trai
     model = method.build_model(backbone, dim)
     owned = [v for v in vars(method).values() if isinstance(v, torch.nn.Parameter)]
     assert not owned
-    groups = engine.optimizer_groups(method, model)  # raises if a parameter is left out or counted twice
+    groups = optim.optimizer_groups(method, model)  # raises if a parameter is left out or counted twice
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert trainable and sorted(id(p) for g in groups for p in g.params) == sorted(id(p) for p in trainable)
-    optimizer = engine.make_optimizer(hp, groups)
+    optimizer = optim.make_optimizer(hp, groups)
     method.on_epoch_start(0)
-    loader, second = engine.train_loaders(method, data, 32, engine.epoch_generator(0, 0), False)
+    loader, second = engine.train_loaders(method, data, 32, engine.epoch_generator(0, 0))
     batches = iter(loader) if second is None else zip(loader, second)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     model.train()

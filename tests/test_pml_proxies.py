@@ -12,7 +12,7 @@ import yaml
 from pytorch_metric_learning import losses as L
 from pytorch_metric_learning import regularizers as R
 
-from sweeplab import engine
+from sweeplab import optim
 from sweeplab.method import DataInfo, all_hyperparameters, declarations
 from sweeplab.models import build_backbone
 from sweeplab.spaces import parse_space
@@ -65,7 +65,7 @@ def test_the_proxies_are_the_models_and_exactly_the_proxies_group(name):
     proxies = list(model.criterion.parameters())
     assert proxies and all(any(p is q for q in model.parameters()) for p in proxies)
     assert set(model.state_dict()) >= {f"criterion.{n}" for n, _ in model.criterion.named_parameters()}
-    groups = {g.name: g for g in engine.optimizer_groups(method, model)}  # every parameter in exactly one
+    groups = {g.name: g for g in optim.optimizer_groups(method, model)}  # every parameter in exactly one
     assert set(groups) == {"model", "proxies"}
     assert groups["proxies"].lr_scale == 7.0 and groups["model"].lr_scale == 1.0
     assert {id(p) for p in groups["proxies"].params} == {id(p) for p in proxies}
@@ -87,7 +87,7 @@ def test_predict_gives_the_unit_embeddings(name):
 @pytest.mark.parametrize("name", sorted(CLASSES))
 def test_one_sgd_step_moves_the_proxies_and_the_backbone(name):
     method, model = build(name)
-    optimizer = engine.make_optimizer(method.hp, engine.optimizer_groups(method, model))
+    optimizer = optim.make_optimizer(method.hp, optim.optimizer_groups(method, model))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     out = method.training_step(model, batch())
     assert set(out) == {"loss"} and out["loss"].ndim == 0 and math.isfinite(out["loss"].item())

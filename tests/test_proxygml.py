@@ -82,4 +82,4 @@ def test_the_method_puts_the_proxies_in_their_own_group_and_predicts_unit_embedd
     assert torch.allclose(method.predict(model, x).norm(dim=1), torch.ones(6), atol=1e-5)
     model.train()
     out = method.training_step(model, (x, torch.tensor([0, 1, 2, 3, 4, 0]), torch.arange(6)))
-    assert out["loss"].item() == pytest.approx(out["loss/cls"] + 0.3 * out["loss/proxy"], rel=1e-5)
+    assert out["loss"].item() == pytest.approx(float(out["loss/cls"] + 0.3 * out["loss/proxy"]), rel=1e-5)

@@ -11,7 +11,7 @@ import torch
 
 from sweeplab.callbacks import ProgressPrinter, TrialEndRecorder, TrialNamer
 from sweeplab.context import CONTEXT_KEY, TrackingContext, TrialContext
-from sweeplab.engine import load_optimizer_state, make_optimizer
+from sweeplab.optim import load_optimizer_state, make_optimizer
 from sweeplab.method import ParamGroup
 
 # the context a study's trials were given before it was typed (the keys the old runner wrote)

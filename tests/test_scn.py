@@ -130,7 +130,7 @@ def test_training_step_is_wce_plus_weighted_rr():
     model = method.build_model(backbone, dim)
     x, y = torch.randn(10, 1, 8, 8), torch.randint(0, 3, (10,))
     out = method.training_step(model, (x, y, torch.arange(10)))
-    assert out["loss"].item() == pytest.approx(out["loss/wce"] + 2.0 * out["loss/rr"], rel=1e-5)
+    assert out["loss"].item() == pytest.approx(float(out["loss/wce"] + 2.0 * out["loss/rr"]), rel=1e-5)
     assert out["loss/rr"] > 0  # at initialisation α barely varies, so the gap is under 0.3
     assert int(out["high"].sum()) == 7 and out["alpha"].shape == (10,)
     out["loss"].backward()

@@ -91,6 +91,12 @@ BAD = [
     ("num_samples 0", edit(methods__ce__num_samples=0), SPACE, None, (), "sweep", "methods.ce.num_samples",
      "must be >= 1, got 0"),
     ("negative cpus", edit(resources__cpus=-1), SPACE, None, (), "sweep", "resources.cpus", "must be > 0"),
+    ("unknown precision", edit(precision="fp8"), SPACE, None, (), "sweep", "precision",
+     "'fp8' is not allowed; allowed: 'auto', 'fp32', 'bf16' or 'fp16'"),
+    ("unknown method precision", edit(methods__ce__precision="half"), SPACE, None, (), "sweep",
+     "methods.ce.precision", "'half' is not allowed; allowed: 'auto', 'fp32', 'bf16' or 'fp16'"),
+    ("checkpoint.keep 0", edit(checkpoint__keep=0), SPACE, None, (), "sweep", "checkpoint.keep",
+     "must be a whole number >= 1 or 'all', got 0"),
     ("missing data root", edit(dataset={"name": "image_folder", "root": "no/such/folder"}), SPACE, None, (), "sweep",
      "dataset.root", "folder does not exist"),
     ("unknown dataset", edit(dataset={"name": "cifar"}), SPACE, None, (), "sweep", "dataset.name",
@@ -194,7 +200,8 @@ def test_valid_file_loads_with_defaults(tmp_path):
     assert sweep.tracking.uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     assert sweep.tracking.experiment == "digits_test"
     assert sweep.storage.path == str(tmp_path.resolve() / "sweeplab_results")
-    assert (sweep.failure.max_failures, sweep.checkpoint.keep) == (1, None)
+    assert (sweep.failure.max_failures, sweep.checkpoint.keep, sweep.checkpoint.kept) == (1, 1, 1)
+    assert (sweep.precision, sweep.precision_of("ce"), sweep.model.channels_last) == ("auto", "auto", None)
     assert sweep.profile is None and sweep.file == tmp_path / "sweep.yaml"
     assert "profiles" not in sweep.document
     [study] = sweep.studies

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +53,7 @@ def test_sweep_records_a_parent_and_one_child_per_trial(workdir, capsys):
         assert tags["sweeplab.method"] == "ce" and tags["sweeplab.sweep"] == "four"
         assert tags["sweeplab.dataset"] == "noisy_digits" and "sweeplab.version" in tags
         assert {"lr", "weight_decay", "batch_size", "epochs", "dataset/noise_rate"} <= set(params)
+        assert params["precision"] == "fp32"  # auto, as resolved on this CPU
         steps = [m.step for m in c.get_metric_history(run.info.run_id, "val/acc")]
         assert steps == list(range(1, len(steps) + 1)) and steps, steps
         status = tags["sweeplab.status"]
@@ -63,6 +65,14 @@ def test_sweep_records_a_parent_and_one_child_per_trial(workdir, capsys):
         else:
             assert status == "pruned" and steps[-1] < 3 and run.info.status == "FINISHED"  # not drawn as a failure
     assert "finished" in statuses.values()
+
+    # each trial keeps its latest checkpoint and its best epoch's (by val/acc), no more
+    for trial_dir in (run_dir / "ce").glob("ce_t*"):
+        results = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+        kept = sorted(int(p.name.split("_")[1]) + 1 for p in trial_dir.glob("checkpoint_*"))  # as epochs
+        best = max(r["val/acc"] for r in results)
+        assert len(kept) <= 2 and kept[-1] == results[-1]["epoch"], (trial_dir.name, kept)
+        assert any(results[e - 1]["val/acc"] == best for e in kept), (trial_dir.name, kept)
 
     # the parent: resolved sweep file, best trial summary, closed
     assert parent.info.status == "FINISHED"

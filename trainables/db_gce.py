@@ -39,12 +39,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sweeplab.method import DataFacts, Method, choice, flag, number
+from sweeplab.method import DataFacts, Method, choice, flag, full_precision, number
 
 
 # ---------------------------------------------------------------------------
 # The diversification block
 # ---------------------------------------------------------------------------
+@full_precision  # the peak is the map's maximum: in bf16 near-equal values tie and all count as peaks
 def diversify(cams: torch.Tensor, alpha: float, patch_size: int, p_peak: float, p_patch: float,
               generator: torch.Generator | None = None, cover_border: bool = True) -> torch.Tensor:
     """``cams`` (B, C, h, w) with its suppressed locations multiplied by ``alpha``: each map's
@@ -105,6 +106,7 @@ class Diversification(nn.Module):
 # ---------------------------------------------------------------------------
 # The gradient-boosting cross-entropy
 # ---------------------------------------------------------------------------
+@full_precision  # the top-k negatives, ranked in float32 (bf16 ties change which are kept)
 def gradient_boosting_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
     """Mean over the batch of -log(e^{z_y} / (e^{z_y} + Σ_{top-k negatives} e^{z_j})): softmax
     cross-entropy over the true class and the ``k`` highest-scoring other classes (``k`` clamped
@@ -176,4 +178,4 @@ class DBGCE(Method):
         ce = F.cross_entropy(logits, targets)
         gce = gradient_boosting_cross_entropy(logits, targets, int(self.hp["top_k"]))
         loss = {"gce": gce, "ce+gce": ce + gce, "ce": ce}[self.hp["loss"]]
-        return {"loss": loss, "logits": logits, "loss/ce": float(ce.detach()), "loss/gce": float(gce.detach())}
+        return {"loss": loss, "logits": logits, "loss/ce": ce.detach(), "loss/gce": gce.detach()}

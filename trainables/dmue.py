@@ -58,7 +58,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sweeplab.data.samplers import class_aware_sampler
-from sweeplab.method import Method, ParamGroup, choice, flag, number
+from sweeplab.method import Method, ParamGroup, choice, flag, full_precision, number
 from sweeplab.metrics import spearman
 from sweeplab.models import split_last_stage
 from sweeplab.models.branches import LoopedCopies, stack_copies, unstack
@@ -68,6 +68,7 @@ from sweeplab.models.heads import Classifier
 # ---------------------------------------------------------------------------
 # Latent distribution mining
 # ---------------------------------------------------------------------------
+@full_precision  # this and the losses below: softmax, Gram-matrix and min-max parts in float32 under autocast
 def sharpen(probs: torch.Tensor, T: float) -> torch.Tensor:
     """p^(1/T) / Σ p^(1/T) along the last dimension (T > 1 flattens, as the official T = 1.2 does)."""
     powered = probs.clamp_min(0) ** (1.0 / T)
@@ -84,6 +85,7 @@ def insert_zero(probs: torch.Tensor, position: torch.Tensor | int) -> torch.Tens
     return out.masked_fill(columns == position, 0.0)
 
 
+@full_precision
 def soft_loss(logits: torch.Tensor, targets: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
     """L_soft = mean over B x C of (softmax(z) with the label's entry zeroed, not renormalised - latent)^2."""
     probs = torch.softmax(logits, dim=1).scatter(1, targets.view(-1, 1), 0.0)
@@ -93,6 +95,7 @@ def soft_loss(logits: torch.Tensor, targets: torch.Tensor, latent: torch.Tensor)
 # ---------------------------------------------------------------------------
 # Multi-branch similarity preserving
 # ---------------------------------------------------------------------------
+@full_precision
 def similarity_preserving_loss(aux_logits: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
     """L_sp of one auxiliary branch: MSE between the row-L2-normalised Gram matrices of its logits
     (rows: the samples it trains on) and of the target branch's features on the same rows. Nothing
@@ -105,6 +108,7 @@ def similarity_preserving_loss(aux_logits: torch.Tensor, target_features: torch.
 # ---------------------------------------------------------------------------
 # Pairwise uncertainty
 # ---------------------------------------------------------------------------
+@full_precision
 def minmax_rows(rows: torch.Tensor) -> torch.Tensor:
     """Each row scaled to [0, 1] by its own min and max; a row whose values are all equal becomes 0
     (the official code divides by zero there)."""
@@ -113,6 +117,7 @@ def minmax_rows(rows: torch.Tensor) -> torch.Tensor:
     return torch.where(span > 0, (rows - low) / span.clamp_min(torch.finfo(rows.dtype).tiny), torch.zeros_like(rows))
 
 
+@full_precision
 def uncertainty_inputs(features: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(B, 2C): per sample, its mean cosine similarity to the batch's samples of each class (itself
     included), min-max normalised over the classes, then its one-hot label. A class absent from the
@@ -158,6 +163,7 @@ class SharedNeck(nn.Module):
         self.register_buffer("running_var", torch.ones(dim))
         self.momentum, self.eps = momentum, eps
 
+    @full_precision  # batch statistics in float32, as nn.BatchNorm does under autocast
     def forward(self, x: torch.Tensor, update: bool = True) -> torch.Tensor:
         if not self.training:
             return (x - self.running_mean) / torch.sqrt(self.running_var + self.eps) * self.weight + self.bias
@@ -313,7 +319,7 @@ class DMUE(Method):
         out = model(inputs, targets)
         aux, classes = out["aux"], self.data.num_classes
         aux_ce, sp = [], []
-        latent_rows = out["aux_clean"].new_zeros(len(targets), classes - 1)
+        latent_rows = out["aux_clean"].new_zeros(len(targets), classes - 1, dtype=torch.float32)
         for j in range(classes):
             rows = targets != j
             if rows.any():
@@ -322,7 +328,7 @@ class DMUE(Method):
                 other = aux[rows, j] if self.hp["sp_on"] == "logits" else out["aux_features"][rows, j]
                 sp.append(similarity_preserving_loss(other, out["features"][rows]))  # L_sp of branch j
             own = targets == j  # the latent distribution of a class-j sample: branch j's view of it
-            latent_rows[own] = torch.softmax(out["aux_clean"][own, j], dim=1)
+            latent_rows[own] = torch.softmax(out["aux_clean"][own, j].float(), dim=1)
         latent = insert_zero(sharpen(latent_rows, self.T), targets)  # detached (computed without gradient)
         soft = soft_loss(out["logits"], targets, latent)  # L_soft
         l_sp = torch.stack(sp).mean()  # L_sp, mean over the branches
@@ -331,8 +337,8 @@ class DMUE(Method):
         up, down = ramp_up(self.epoch, self.a), ramp_down(self.epoch, self.a)
         loss = up * (target + self.w * soft + self.gamma * l_sp) + down * l_aux
         self._record(latent, out["score"].detach(), targets, indices)
-        return {"loss": loss, "logits": out["logits"].detach(), "loss/target": target.item(),
-                "loss/soft": soft.item(), "loss/sp": l_sp.item(), "loss/aux": l_aux.item()}
+        return {"loss": loss, "logits": out["logits"].detach(), "loss/target": target.detach(),
+                "loss/soft": soft.detach(), "loss/sp": l_sp.detach(), "loss/aux": l_aux.detach()}
 
     def _record(self, latent, score, targets, indices):
         """Where the dataset knows each sample's true partner and λ (built-in ambiguous digits)."""

@@ -49,7 +49,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sweeplab.data.samplers import class_aware_sampler
-from sweeplab.method import Method, choice, flag, number
+from sweeplab.method import Method, choice, flag, full_precision, number
 from sweeplab.models import split_last_stage
 
 WEIGHTINGS = ("exp", "none")
@@ -88,6 +88,7 @@ def class_weights(counts, total: float, form: str = "exp") -> tuple[torch.Tensor
     return torch.exp(1.0 - rho), torch.exp(rho)
 
 
+@full_precision
 def classification_loss(logits, targets, pos_weight=None, neg_weight=None, compensation=None) -> torch.Tensor:
     """L_cls = -(1/K) sum_k w_k [y_k log s(z_k s^p_k + m^p_k) + (1-y_k) log(1 - s(z_k s^n_k + m^n_k))],
     averaged over the batch (so over B x K). No weights and no compensation: plain mean BCE."""
@@ -102,6 +103,7 @@ def classification_loss(logits, targets, pos_weight=None, neg_weight=None, compe
     return (targets * pos + (1.0 - targets) * neg).mean()
 
 
+@full_precision
 def consistency_loss(a: torch.Tensor, b: torch.Tensor, on: str = "probs") -> torch.Tensor:
     """L_con = MSE(s(a), s(b)) over B x K (``on="logits"``: MSE(a, b))."""
     if on == "probs":
@@ -109,6 +111,12 @@ def consistency_loss(a: torch.Tensor, b: torch.Tensor, on: str = "probs") -> tor
     elif on != "logits":
         raise ValueError(f"consistency {on!r} is not one of {', '.join(CONSISTENCIES)}")
     return F.mse_loss(a, b)
+
+
+@full_precision  # in bf16, 1 - 1e-6 rounds to 1 and the logit becomes infinite
+def mean_probability_logit(u: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """logit((s(u) + s(r)) / 2): the branches' mean probability, as a logit."""
+    return torch.logit((torch.sigmoid(u) + torch.sigmoid(r)) / 2, eps=1e-6)
 
 
 # ---------------------------------------------------------------------------
@@ -197,13 +205,12 @@ class LTML(Method):
         return {
             "loss": loss,
             "logits": u.detach(),
-            "loss/cls_uniform": cls_uniform.item(),
-            "loss/cls_rebalanced": cls_rebalanced.item(),
-            "loss/con": con.item(),  # before the λ weight
+            "loss/cls_uniform": cls_uniform.detach(),
+            "loss/cls_rebalanced": cls_rebalanced.detach(),
+            "loss/con": con.detach(),  # before the λ weight
         }
 
     @torch.no_grad()
     def predict(self, model, inputs):
         """logit((s(U(x)) + s(R(x))) / 2): the mean probability, as logits for the engine's BCE and mAP."""
-        u, r = model(inputs)
-        return torch.logit((torch.sigmoid(u) + torch.sigmoid(r)) / 2, eps=1e-6)
+        return mean_probability_logit(*model(inputs))

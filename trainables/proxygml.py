@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sweeplab.method import DataFacts, Method, number
+from sweeplab.method import DataFacts, Method, full_precision, number
 from sweeplab.models.heads import EmbeddingNet
 
 
@@ -58,6 +58,7 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, scale: float = 1.0)
     return weighted / (1e-8 + weighted.sum(dim=1, keepdim=True))
 
 
+@full_precision  # the +1000 that ranks a sample's own proxies first would swallow bf16's similarities
 def proxygml_terms(embeddings: torch.Tensor, proxies: torch.Tensor, labels: torch.Tensor, num_classes: int,
                    proxies_per_class: int, r: float, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``(L_cls, L_p)``: the sub-graph classification loss and the proxy regulariser, for
@@ -137,5 +138,4 @@ class ProxyGML(Method):
     def training_step(self, model: nn.Module, batch) -> dict[str, Any]:
         inputs, targets, _ = batch
         _, losses = model(inputs, targets)
-        return {"loss": losses["loss"], "loss/cls": float(losses["cls"].detach()),
-                "loss/proxy": float(losses["proxy"].detach())}
+        return {"loss": losses["loss"], "loss/cls": losses["cls"].detach(), "loss/proxy": losses["proxy"].detach()}

@@ -71,7 +71,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sweeplab.method import Method, choice, number
+from sweeplab.method import Method, choice, full_precision, number
 from sweeplab.metrics import spearman
 
 NEVER = "never"
@@ -96,6 +96,7 @@ def rank_groups(alpha: torch.Tensor, beta: float) -> torch.Tensor:
     return high
 
 
+@full_precision  # a gap of means of sigmoids near 1: float32 (bf16 keeps 3 digits)
 def rank_regularization(alpha: torch.Tensor, beta: float, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(L_RR, high-group mask): L_RR = max(0, δ1 - (mean α_high - mean α_low)); 0 when a group is empty."""
     alpha = alpha.reshape(-1)
@@ -134,7 +135,8 @@ class SelfCureNet(nn.Module):
 
     def forward(self, x):
         features = self.dropout(self.backbone(x))
-        alpha = torch.sigmoid(self.importance(features))  # (B, 1)
+        # α in float32 under autocast: the ranking into groups compares α's that differ in the 3rd digit
+        alpha = torch.sigmoid(self.importance(features).float())  # (B, 1)
         return alpha, alpha * self.fc(features)
 
 
@@ -211,8 +213,8 @@ class SCN(Method):
             "logits": scaled_logits.detach(),
             "alpha": alpha.detach().reshape(-1),
             "high": high,
-            "loss/wce": wce.item(),
-            "loss/rr": rr.item(),  # before the rr_weight
+            "loss/wce": wce.detach(),
+            "loss/rr": rr.detach(),  # before the rr_weight
         }
 
     def after_optimizer_step(self, model, batch, outputs):

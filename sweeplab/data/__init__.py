@@ -27,7 +27,7 @@ class DataBundle:
     test: Any
     info: DataInfo
     train_clean_targets: Any = None  # LongTensor of the true labels where known (built-in data), else None
-    num_workers: int = 0  # DataLoader workers that suit this dataset
+    num_workers: int | None = 0  # DataLoader workers it wants (0: in memory; None: from the trial's CPUs)
     # further test sets (name -> dataset), evaluated with test and reported as ``test_<name>/*``
     # (see ``sweeplab.tasks.extra_test_split``); their names are the options' ``extra_tests``
     extra_tests: dict[str, Any] = field(default_factory=dict)
@@ -95,9 +95,15 @@ class NoisyDigitsOptions(DatasetOptions, LabelNoise):
 
     name: Literal["noisy_digits"] = "noisy_digits"
     num_classes: ClassVar[int] = 10
-    input_shape: ClassVar[tuple[int, int, int]] = (1, 8, 8)
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
+    # the side the 8x8 images are resized to (bilinear, in memory): 8 keeps them; 112 or 224 gives a
+    # ResNet the input sizes of real images (benchmarks, the GPU check) without files to decode
+    image_size: int = Field(8, ge=8, le=448)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (1, self.image_size, self.image_size)
 
     def build(self, seed: int) -> DataBundle:
         from sweeplab.data.digits import build_noisy_digits
@@ -167,7 +173,7 @@ class ImageFolderOptions(DatasetOptions, LabelNoise):
     root: ExistingDir
     image_size: int = Field(224, ge=8)
     augment: bool = True  # random resized crop + horizontal flip on train
-    workers: int = Field(4, ge=0)  # DataLoader workers
+    workers: int | None = Field(None, ge=0)  # DataLoader workers (None: from the trial's CPUs, sweeplab.loaders)
 
     def build(self, seed: int) -> DataBundle:
         from sweeplab.data.folders import build_image_folder
@@ -243,7 +249,7 @@ class MultiLabelFileOptions(DatasetOptions):
     task: ClassVar[str] = "multilabel"
     image_size: int = Field(224, ge=8)
     augment: bool = True  # random resized crop + horizontal flip on train
-    workers: int = Field(4, ge=0)  # DataLoader workers
+    workers: int | None = Field(None, ge=0)  # DataLoader workers (None: from the trial's CPUs, sweeplab.loaders)
     # val: a seeded, label-stratified share of the training images (for model selection), or the test set
     val_source: Literal["train_fraction", "test"] = "train_fraction"
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # share of train held out when val_source is train_fraction
@@ -355,7 +361,7 @@ class FerFileOptions(DatasetOptions, LabelNoise):
 
     image_size: int = Field(224, ge=8)
     augment: bool = True  # random resized crop + horizontal flip on train
-    workers: int = Field(4, ge=0)  # DataLoader workers
+    workers: int | None = Field(None, ge=0)  # DataLoader workers (None: from the trial's CPUs, sweeplab.loaders)
     # val: a seeded, class-stratified share of the training images (for model selection), or the test set
     val_source: Literal["train_fraction", "test"] = "train_fraction"
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # share of train held out when val_source is train_fraction
@@ -660,7 +666,7 @@ class RetrievalOptions(DatasetOptions):
     image_size: int = Field(224, ge=8)  # the crop's side
     resize: int | None = None  # both sides first resized to this; default round(image_size * 256 / 224)
     augment: bool = True  # train: random crop + horizontal flip; else the eval centre crop
-    workers: int = Field(4, ge=0)  # DataLoader workers
+    workers: int | None = Field(None, ge=0)  # DataLoader workers (None: from the trial's CPUs, sweeplab.loaders)
     # val: the images of a seeded share of the training classes (not trained on), or the test set
     val_source: Literal["train_fraction", "test"] = "train_fraction"
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # share of the training CLASSES held out as val

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -36,13 +37,13 @@ def split_digits(labels: np.ndarray, val_fraction: float, test_fraction: float, 
     return np.sort(train), np.sort(val), np.sort(test)
 
 
-def digits_info(train_targets: np.ndarray) -> DataInfo:
+def digits_info(train_targets: np.ndarray, input_shape: tuple[int, int, int] = IMAGE_SHAPE) -> DataInfo:
     """What a method may know of a dataset of the ten digits, trained on ``train_targets``."""
     return DataInfo(
         task="classification",
         num_classes=NUM_CLASSES,
         class_names=tuple(str(c) for c in range(NUM_CLASSES)),
-        input_shape=IMAGE_SHAPE,
+        input_shape=input_shape,
         train_size=len(train_targets),
         train_class_counts=tuple(int(n) for n in np.bincount(train_targets, minlength=NUM_CLASSES)),
     )
@@ -60,6 +61,8 @@ def build_noisy_digits(options: NoisyDigitsOptions, seed: int) -> DataBundle:
     mean = float(images[train_idx].mean())
     std = float(images[train_idx].std())
     images = torch.from_numpy((images - mean) / std)
+    if options.image_size != IMAGE_SHAPE[-1]:
+        images = F.interpolate(images, size=(options.image_size,) * 2, mode="bilinear", align_corners=False)
 
     clean_train = labels[train_idx]
     noisy_train = inject_label_noise(clean_train, NUM_CLASSES, options.noise_rate, options.noise_type, seed)
@@ -71,7 +74,7 @@ def build_noisy_digits(options: NoisyDigitsOptions, seed: int) -> DataBundle:
         train=split(train_idx, noisy_train),
         val=split(val_idx, labels[val_idx]),
         test=split(test_idx, labels[test_idx]),
-        info=digits_info(noisy_train),
+        info=digits_info(noisy_train, tuple(images.shape[1:])),
         train_clean_targets=torch.from_numpy(clean_train.copy()),
         num_workers=0,
     )

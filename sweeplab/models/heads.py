@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sweeplab.method import ParamGroup
+from sweeplab.precision import full_precision
 
 
 class Classifier(nn.Module):
@@ -38,10 +39,12 @@ class EmbeddingNet(nn.Module):
         self.criterion = criterion
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> Any:
-        embeddings = F.normalize(self.embedding(self.backbone(x)), dim=1)
+        # unit embeddings and the proxy loss in float32 under autocast: its similarities are
+        # scaled (up to 1/γ = 10, s = 25) and ranked, which bf16's 3 digits would blur
+        embeddings = F.normalize(self.embedding(self.backbone(x)).float(), dim=1)
         if targets is None:
             return embeddings
-        return embeddings, self.criterion(embeddings, targets)
+        return embeddings, full_precision(self.criterion)(embeddings, targets)
 
     def param_groups(self, proxy_lr_scale: float) -> list[ParamGroup]:
         """The optimizer's groups: ``model`` (backbone and embedding, the engine's rate) and
