@@ -7,8 +7,8 @@ config: no Ray, no MLflow, no checkpoints written.
 Arm "sweep": ``sweeplab.runner.run_sweep(load_sweep(sweeps/noisy_digits.yaml, ...))``
 at concurrency 1 on a local Ray, with real MLflow tracking (a new SQLite store in a
 temporary folder, so each round is a first sweep), scheduler ``fifo`` (no trial stopped early), ``search.max_concurrent=1``.
-Ray is started and stopped around ``run_sweep`` with ``ray_session.ray_session`` (which
-``run_sweep`` then reuses), so its start-up and shut-down are timed apart.
+``run_sweep`` starts and stops its local Ray itself, as ``sweeplab run`` does (MLflow's new
+store is created while Ray starts); its Ray's start-up and shut-down are timed from inside.
 
 Identical trials: the sweep runs a temporary search space in which every engine
 hyperparameter is fixed (lr, batch_size, epochs, optimizer, weight_decay,
@@ -109,7 +109,6 @@ def tail(path: Path, lines: int = 40) -> str:
 # ---------------------------------------------------------------------------
 def run_sweep_arm(folder: Path, trials: int, space_file: Path, log_path: Path, verbose: bool) -> dict:
     from sweeplab import tracking
-    from sweeplab.ray_session import ray_session
     from sweeplab.runner import run_sweep
     from sweeplab.spec import load_sweep
 
@@ -122,16 +121,17 @@ def run_sweep_arm(folder: Path, trials: int, space_file: Path, log_path: Path, v
         f"storage.path={folder / 'sweeplab_results'}",
     ]
     folder.mkdir(parents=True, exist_ok=True)
-    with captured(log_path, not verbose):
+    ray_times: dict[str, float] = {}
+    with captured(log_path, not verbose), timed_ray(ray_times):
         t0 = time.perf_counter()
         sweep = load_sweep(SWEEP_FILE, sets=sets)
         t1 = time.perf_counter()
-        with ray_session():
-            t2, wall2 = time.perf_counter(), time.time()
-            folder, results = run_sweep(sweep)
-            run_dir = folder.local
-            t3, wall3 = time.perf_counter(), time.time()
+        wall1 = time.time()
+        folder, results = run_sweep(sweep)  # starts and stops Ray, as `sweeplab run` does
+        run_dir = folder.local
         t4 = time.perf_counter()
+    ray_start = ray_times["ready"] - ray_times["start"]
+    ray_stop = ray_times["stopped"] - ray_times["stop"]
 
     (result,) = results
     # The trials in the order they ran, and when: their MLflow child runs (start: the run opened
@@ -144,7 +144,7 @@ def run_sweep_arm(folder: Path, trials: int, space_file: Path, log_path: Path, v
     runs = sorted(runs, key=lambda run: run.info.start_time)
     configs, in_trial, last, pids = [], [], [], set()
     for run in runs:
-        d = run_dir / METHOD / f"{METHOD}_{run.data.tags[tracking.TAG_TRIAL_ID]}"
+        d = run_dir / METHOD / run.info.run_name  # a trial's folder is named as its run (``TrialNamer``)
         configs.append(json.loads((d / "params.json").read_text()))
         rows = [json.loads(line) for line in (d / "result.json").read_text().splitlines() if line.strip()]
         in_trial.append(float(rows[-1]["time_total_s"]))
@@ -155,12 +155,12 @@ def run_sweep_arm(folder: Path, trials: int, space_file: Path, log_path: Path, v
     return {
         "wall": t4 - t0,
         "load_sweep": t1 - t0,
-        "ray_start": t2 - t1,
-        "run_sweep": t3 - t2,
-        "ray_stop": t4 - t3,
-        "before_first": starts[0] - wall2 if runs else float("nan"),
+        "ray_start": ray_start,
+        "run_sweep": t4 - t1,
+        "ray_stop": ray_stop,
+        "before_first": starts[0] - wall1 if runs else float("nan"),
         "trials_span": ends[-1] - starts[0] if runs else float("nan"),
-        "after_last": wall3 - ends[-1] if runs else float("nan"),
+        "after_last": ray_times["stop_wall"] - ends[-1] if runs else float("nan"),
         "cycles": [b - a for a, b in zip(starts, starts[1:])],  # start to start of consecutive trials
         "in_trial": in_trial,
         "configs": configs,
@@ -170,6 +170,37 @@ def run_sweep_arm(folder: Path, trials: int, space_file: Path, log_path: Path, v
         "trials": result.trials,
         "run_dir": run_dir,
     }
+
+
+@contextlib.contextmanager
+def timed_ray(times: dict[str, float]):
+    """Note when ``run_sweep``'s Ray starts, is ready, stops and is gone (its first ``ray_session``;
+    the later ones find that Ray running)."""
+    from sweeplab import runner
+
+    session = runner.ray_session
+
+    @contextlib.contextmanager
+    def timed(*args, **kwargs):
+        first = "start" not in times
+        if first:
+            times["start"] = time.perf_counter()
+        with session(*args, **kwargs):
+            if first:
+                times["ready"] = time.perf_counter()
+            try:
+                yield
+            finally:
+                if first:
+                    times["stop"], times["stop_wall"] = time.perf_counter(), time.time()
+        if first:
+            times["stopped"] = time.perf_counter()
+
+    runner.ray_session = timed
+    try:
+        yield
+    finally:
+        runner.ray_session = session
 
 
 def run_plain_arm(configs: list[dict]) -> dict:
@@ -210,7 +241,7 @@ def fmt_s(values: list[float]) -> str:
 
 
 def ratio(a: list[float], b: list[float]) -> str:
-    return f"{statistics.median(a) / statistics.median(b):.1f}x"
+    return f"{statistics.median(a) / statistics.median(b):.2f}x"
 
 
 def table(rows: list[tuple[str, ...]]) -> str:
@@ -295,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.trials
     S = lambda key: [run[key] for run in sweep_runs]  # noqa: E731
     plain_wall, sweep_wall = [p["wall"] for p in plain_runs], S("wall")
-    sweep_no_ray = [s["load_sweep"] + s["run_sweep"] for s in sweep_runs]
+    sweep_no_ray = [s["load_sweep"] + s["run_sweep"] - s["ray_start"] - s["ray_stop"] for s in sweep_runs]
     rows = [
         ("", "plain loop", "sweep (Ray+MLflow)", "sweep/plain"),
         ("wall, whole arm", fmt_s(plain_wall), fmt_s(sweep_wall), ratio(sweep_wall, plain_wall)),
@@ -324,14 +355,15 @@ def main(argv: list[str] | None = None) -> int:
     print("sweep arm: " + ", ".join([
         f"load_sweep {fmt_s(S('load_sweep'))}",
         f"Ray start {fmt_s(S('ray_start'))}",
+        f"Ray shutdown {fmt_s(S('ray_stop'))} (both inside run_sweep)",
         f"run_sweep {fmt_s(S('run_sweep'))}",
-        f"Ray shutdown {fmt_s(S('ray_stop'))}",
     ]))
     print("  run_sweep = " + " + ".join([
-        f"until trial 1's MLflow run opened {fmt_s(S('before_first'))} (new SQLite store + experiment + parent run, Tune/Optuna "
-        "set-up, actor start + imports, trial 1's data and model)",
+        f"until trial 1's MLflow run opened {fmt_s(S('before_first'))} (Ray start beside the new SQLite store + "
+        "experiment, parent run, Tune/Optuna set-up, actor start + imports, trial 1's data and model)",
         f"trial 1's run open to trial {n}'s run closed {fmt_s(S('trials_span'))}",
-        f"then to the end {fmt_s(S('after_last'))} (last report + checkpoint, summary, parent run closed)",
+        f"then to Ray's shutdown {fmt_s(S('after_last'))} (last report + checkpoint, summary, parent run closed)",
+        "Ray shutdown",
     ]))
     print(f"  trials ran in {', '.join(str(a) for a in S('actors'))} actor process(es) (reuse_actors)")
     print(f"driver imports, once, in neither arm: torch+sweeplab {t_torch:.2f} s, Ray+Tune+MLflow {t_ray:.2f} s")

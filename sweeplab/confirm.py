@@ -20,7 +20,8 @@ from ray import tune
 from sweeplab import distributed, tracking
 from sweeplab.callbacks import ProgressPrinter, TrialEndRecorder
 from sweeplab.context import CONTEXT_KEY, TrialContext
-from sweeplab.objective import checkpoint_retention, objective_metric
+from sweeplab.checkpoints import checkpoint_retention
+from sweeplab.objective import objective_metric
 from sweeplab.ray_session import check_resources, ray_session
 from sweeplab.results import outcome_of, planned_epochs, primary, run_name_of, trial_objective
 from sweeplab.spec import Study, Sweep, load_sweep
@@ -185,8 +186,7 @@ def _new_tuner(sweep: Sweep, study: Study, candidate: Candidate, study_context: 
             name=experiment_name(study.method, candidate.rank),
             storage_path=run.tune_path(CONFIRM_FOLDER),
             failure_config=tune.FailureConfig(max_failures=sweep.failure.max_failures),
-            checkpoint_config=tune.CheckpointConfig(**checkpoint_retention(sweep.checkpoint.kept, study_context.metric,
-                                                                          study_context.mode)),
+            checkpoint_config=tune.CheckpointConfig(**checkpoint_retention(sweep.checkpoint.kept)),
             callbacks=callbacks,
             verbose=0,
         ),

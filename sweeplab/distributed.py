@@ -55,7 +55,7 @@ from torch.utils.data import RandomSampler, Sampler
 
 from sweeplab import engine
 from sweeplab.context import CONTEXT_KEY, DistributedContext, TrialContext, TrialIdentity
-from sweeplab.objective import checkpoint_retention
+from sweeplab.checkpoints import checkpoint_retention
 from sweeplab.trial import CheckpointReporter, trial_tracker
 
 TRAIN_FOLDER = "train"  # Train runs of multi-worker trials, in the sweep's run folder
@@ -280,7 +280,7 @@ def fit_trial(config: Mapping[str, Any]) -> None:
             name=train_run_name(trial.name),
             storage_path=spec.storage,
             callbacks=[TuneReportCallback()],
-            checkpoint_config=ray.train.CheckpointConfig(**checkpoint_retention(spec.keep, ctx.metric, ctx.mode)),
+            checkpoint_config=ray.train.CheckpointConfig(**checkpoint_retention(spec.keep)),
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # not every report, twice
         ),
     )

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from sweeplab import catalog
+from sweeplab.checkpoints import final_checkpoint
 from sweeplab.context import TrialContext, hyperparameters_of
 from sweeplab.data import build_dataset
 from sweeplab.loaders import LoaderPlan, TrainLoaders, evaluation_loader, loader_plan
@@ -410,14 +411,15 @@ def train(
     state = reporter.load_checkpoint()
     if state is not None:
         model.load_state_dict(state["model"])
-        load_optimizer_state(optimizer, state["optimizer"], groups)
-        if schedule is not None and state.get("schedule"):
-            schedule.load_state_dict(state["schedule"])
         method.load_state_dict(state.get("method", {}))
-        precision.load_state_dict(state.get("precision", {}))
         best = state["best"]
         start_epoch = int(state["epoch"])
-        set_rng_state(state["rng"])
+        if "optimizer" in state:  # not in a finished trial's last checkpoint (``sweeplab.checkpoints``)
+            load_optimizer_state(optimizer, state["optimizer"], groups)
+            if schedule is not None and state.get("schedule"):
+                schedule.load_state_dict(state["schedule"])
+            precision.load_state_dict(state.get("precision", {}))
+            set_rng_state(state["rng"])
 
     # what does not apply (momentum under adam) is not logged; the precision as this device resolved it
     tracker.start({**applicable(method_cls, hp), "precision": precision.name})
@@ -468,6 +470,8 @@ def train(
                 "best": {**best, "state": weights} if best["epoch"] == epoch + 1 else best,
                 "rng": rng_state(),
             }
+            if last:  # nothing resumes a finished trial: its weights (final and best) are what it keeps
+                checkpoint = final_checkpoint(checkpoint)
             tracker.log_metrics(metrics, step=epoch + 1)
             if last and chief:  # recorded before the last report: a scheduler may stop the trial inside it
                 tracker.log_dict({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, "summary.json")

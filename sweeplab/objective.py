@@ -14,8 +14,6 @@ every epoch as a running best under ``objective_metric(metric)`` (``best/val/acc
 
 from __future__ import annotations
 
-import os
-
 BEST_PREFIX = "best/"
 SELECTION = "best epoch"  # how a trial's objective is chosen among its epochs, in words
 
@@ -29,17 +27,3 @@ def objective_metrics(metric):
     """``objective_metric`` of a study's metric, or of each of its metrics (multi-objective)."""
     return [objective_metric(m) for m in metric] if isinstance(metric, list) else objective_metric(metric)
 
-
-def checkpoint_retention(keep: int | None, metric: str, mode: str) -> dict:
-    """What a trial's ``CheckpointConfig`` (Tune's and Ray Train's) keeps: the ``keep`` epochs
-    best by ``metric`` (None: every epoch) and, always, the latest (Ray never deletes it): what
-    resume, retries and ASHA's pauses restart from. Every checkpoint also holds the best epoch's
-    weights so far, so the latest alone is enough to resume; the best is kept for the user to
-    load (``Result.best_checkpoints``)."""
-    if keep is None:
-        return {"num_to_keep": None}
-    # Tune then snapshots the experiment after every ``keep`` checkpoints of a trial (so a restore never
-    # names a deleted one), and warns whenever two snapshots come within 5 s: with epochs of seconds, at
-    # every epoch. The snapshot is the price of deleting checkpoints; the warning asks nothing of the user.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    return {"num_to_keep": int(keep), "checkpoint_score_attribute": metric, "checkpoint_score_order": mode}

@@ -20,6 +20,7 @@ Layout of a sweep run (a folder, or an object-store prefix: see ``storage``)::
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from sweeplab import distributed, storage, tracking
 from sweeplab.callbacks import ProgressPrinter, TrialEndRecorder, TrialNamer
 from sweeplab.context import TrackingContext, TrialContext
 from sweeplab.ray_session import check_resources, environment, ray_session
-from sweeplab.objective import SELECTION, checkpoint_retention, objective_metric
+from sweeplab.checkpoints import checkpoint_retention
+from sweeplab.objective import SELECTION, objective_metric
 from sweeplab.results import StudyResult, objectives, planned_epochs, primary, study_note, summarize
 from sweeplab.search import make_scheduler
 from sweeplab.searcher import PrunedAwareOptunaSearch, make_searcher
@@ -49,25 +51,29 @@ log = logging.getLogger(__name__)
 def run_sweep(sweep: Sweep, address: str | None = None, num_cpus: int | None = None) -> tuple[RunFolder, list[StudyResult]]:
     """Start a new run of ``sweep``; returns its run folder and one result per method study."""
     uri = tracking.resolve_tracking_uri(sweep.tracking.uri)
-    experiment_id = tracking.ensure_experiment(uri, sweep.tracking.experiment or sweep.name)  # before any folder
-    folder = storage.new_run_folder(sweep.storage.path, sweep.name)
-    with exclusive(folder.lock_path):
-        write_resolved(sweep, folder.local)
-        state = SweepState(
-            sweep=sweep.name,
-            tracking_uri=uri,
-            experiment_id=experiment_id,
-            commit=tracking.git_commit(Path(sweep.file).parent),
-            created=datetime.now().isoformat(timespec="seconds"),
-        )
-        state.save(folder.local)
-        folder.push()
-        print(f"sweep {sweep.name}: run folder {folder.location}", flush=True)
-        if address is not None and uri.startswith("sqlite:"):
-            print(f"warning: with --address, trials on other nodes write to {uri} on their own node unless that "
-                  "path is on a shared filesystem; a tracking server (tracking.uri: http://...) is the cluster "
-                  "set-up", flush=True)
-        return folder, _run_studies(sweep, folder, state, address, num_cpus, restore=False)
+    with ThreadPoolExecutor(1, thread_name_prefix="sweeplab-mlflow") as pool:
+        # MLflow's store (a new SQLite file gets its schema first: seconds) gets ready while Ray starts
+        experiment = pool.submit(tracking.ensure_experiment, uri, sweep.tracking.experiment or sweep.name)
+        with _ray_session(sweep, address, num_cpus):  # _run_studies runs on this Ray
+            experiment_id = experiment.result()  # before any folder
+            folder = storage.new_run_folder(sweep.storage.path, sweep.name)
+            with exclusive(folder.lock_path):
+                write_resolved(sweep, folder.local)
+                state = SweepState(
+                    sweep=sweep.name,
+                    tracking_uri=uri,
+                    experiment_id=experiment_id,
+                    commit=tracking.git_commit(Path(sweep.file).parent),
+                    created=datetime.now().isoformat(timespec="seconds"),
+                )
+                state.save(folder.local)
+                folder.push()
+                print(f"sweep {sweep.name}: run folder {folder.location}", flush=True)
+                if address is not None and uri.startswith("sqlite:"):
+                    print(f"warning: with --address, trials on other nodes write to {uri} on their own node unless "
+                          "that path is on a shared filesystem; a tracking server (tracking.uri: http://...) is the "
+                          "cluster set-up", flush=True)
+                return folder, _run_studies(sweep, folder, state, address, num_cpus, restore=False)
 
 
 def resume_sweep(
@@ -87,7 +93,7 @@ def resume_sweep(
 
 def _run_studies(sweep, folder: RunFolder, state, address, num_cpus, restore, retry_errored=False) -> list[StudyResult]:
     results = []
-    with ray_session(address, num_cpus, dashboard=distributed.is_distributed(sweep.resources)):
+    with _ray_session(sweep, address, num_cpus):
         check_resources(sweep, address_given=address is not None)
         for index, study in enumerate(sweep.studies):
             saved = state.studies.get(study.method, {})
@@ -182,12 +188,17 @@ def _new_tuner(sweep: Sweep, study: Study, index: int, folder: RunFolder, track:
             name=study.method,
             storage_path=folder.tune_path(),
             failure_config=tune.FailureConfig(max_failures=sweep.failure.max_failures),
-            checkpoint_config=tune.CheckpointConfig(**checkpoint_retention(sweep.checkpoint.kept, metric, mode)),
+            checkpoint_config=tune.CheckpointConfig(**checkpoint_retention(sweep.checkpoint.kept)),
             callbacks=[ProgressPrinter(study.method, metric, study.num_samples, max_t),
                        TrialEndRecorder(track, study.method)],
             verbose=0,
         ),
     )
+
+
+def _ray_session(sweep: Sweep, address: str | None, num_cpus: int | None):
+    """The sweep's Ray (``ray_session``; one already running is kept)."""
+    return ray_session(address, num_cpus, dashboard=distributed.is_distributed(sweep.resources))
 
 
 def _study_tracking(sweep: Sweep, study: Study, state: SweepState, folder: RunFolder) -> TrackingContext:

@@ -159,8 +159,8 @@ class FailureSpec(_Section):
 
 
 class CheckpointSpec(_Section):
-    """Checkpoints kept per trial: the ``keep`` best epochs by the study's metric, plus the latest
-    (``sweeplab.objective.checkpoint_retention``); ``all``: every epoch's."""
+    """Checkpoints kept per trial: its latest ``keep`` (each holds the best epoch's weights too,
+    ``sweeplab.checkpoints``); ``all``: every epoch's."""
 
     keep: Any = 1
 

@@ -443,9 +443,8 @@ def test_a_two_worker_trial_trains_with_ray_train_and_is_logged_once(workdir, ca
 
     # the checkpoints are Train's (rank 0's), in the run folder, under a name from the trial id
     train_run = run_dir / distributed.TRAIN_FOLDER / distributed.train_run_name(Path(trial.path).name)
-    # kept: the latest and the best epoch's (one checkpoint when the last epoch is the best)
-    kept = 1 if trial.last_result["best/epoch"] == 2 else 2
-    assert len([p for p in train_run.glob("checkpoint_*") if p.is_dir()]) == kept
+    # kept: the latest (it holds the best epoch's weights too)
+    assert len([p for p in train_run.glob("checkpoint_*") if p.is_dir()]) == 1
 
     first_result = history["time_total_s"].iloc[0]
     per_epoch = history["time_total_s"].iloc[1] - first_result

@@ -62,14 +62,19 @@ class WithProxies(PlainHead):
 
 
 def test_a_group_trains_at_its_own_rate_and_the_engine_logs_each_groups_rate():
-    reporter = MemoryReporter()
+    class KeepFirst(MemoryReporter):
+        def report(self, metrics, checkpoint):
+            super().report(metrics, checkpoint)
+            self.first = getattr(self, "first", checkpoint)
+
+    reporter = KeepFirst()
     train(config(lr_schedule="cosine"), reporter, method_cls=WithProxies)
     first, second = reporter.results
     assert first["train/lr/model"] == pytest.approx(0.01) and first["train/lr/proxies"] == pytest.approx(1.0)
     assert first["train/lr"] == pytest.approx(0.01)  # the engine's rate (scale 1)
     assert second["train/lr/proxies"] / second["train/lr/model"] == pytest.approx(100.0)  # the schedule scales both
     assert second["train/lr/model"] < first["train/lr/model"]
-    groups = [(g["name"], g["lr_scale"]) for g in reporter.checkpoint["optimizer"]["param_groups"]]
+    groups = [(g["name"], g["lr_scale"]) for g in reporter.first["optimizer"]["param_groups"]]
     assert groups == [("proxies", 100.0), ("model", 1.0)]
 
 

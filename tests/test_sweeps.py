@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -19,6 +20,7 @@ from optuna.trial import TrialState
 
 from conftest import end_session, finished_trial_ids, runs_of, write_sweep
 from sweeplab import runner, storage, tracking
+from sweeplab.checkpoints import STATE_FILE, best_weights
 from sweeplab.ray_session import ResourcesUnavailable
 from sweeplab.results import format_summary
 from sweeplab.spaces import Param
@@ -66,13 +68,15 @@ def test_sweep_records_a_parent_and_one_child_per_trial(workdir, capsys):
             assert status == "pruned" and steps[-1] < 3 and run.info.status == "FINISHED"  # not drawn as a failure
     assert "finished" in statuses.values()
 
-    # each trial keeps its latest checkpoint and its best epoch's (by val/acc), no more
+    # each trial keeps its latest checkpoint, which holds the best epoch's weights too
     for trial_dir in (run_dir / "ce").glob("ce_t*"):
         results = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
-        kept = sorted(int(p.name.split("_")[1]) + 1 for p in trial_dir.glob("checkpoint_*"))  # as epochs
-        best = max(r["val/acc"] for r in results)
-        assert len(kept) <= 2 and kept[-1] == results[-1]["epoch"], (trial_dir.name, kept)
-        assert any(results[e - 1]["val/acc"] == best for e in kept), (trial_dir.name, kept)
+        (kept,) = trial_dir.glob("checkpoint_*")
+        assert int(kept.name.split("_")[1]) + 1 == results[-1]["epoch"]
+        state = torch.load(kept / STATE_FILE, weights_only=True)
+        assert state["best"]["epoch"] == results[-1]["best/epoch"]
+        assert ("optimizer" in state) == (results[-1]["epoch"] < 3)  # a finished trial keeps only weights
+        assert best_weights(kept).keys() == state["model"].keys()
 
     # the parent: resolved sweep file, best trial summary, closed
     assert parent.info.status == "FINISHED"
@@ -256,7 +260,7 @@ def test_fer_noisy_demo_runs_ce_and_scn_side_by_side(workdir):
     sets = ["search.max_concurrent=2", "scheduler.grace_period=1"]
     for method in ("ce", "scn"):
         sets += [f"methods.{method}.num_samples=2", f"methods.{method}.overrides.epochs=3"]
-    sets += ["methods.scn.overrides.relabel_epoch=2"]
+    sets += ["methods.scn.overrides.relabel_epoch=2", "methods.scn.precision=bf16"]  # bf16 autocast on the CPU
     sweep = load_sweep(REPO / "sweeps" / "fer_noisy.yaml", profile="demo", sets=sets)
     _, results = runner.run_sweep(sweep, num_cpus=2)
     assert [r.method for r in results] == ["ce", "scn"] and all(r.complete for r in results)
@@ -265,6 +269,8 @@ def test_fer_noisy_demo_runs_ce_and_scn_side_by_side(workdir):
     assert sorted(p.info.run_name for p in parents) == ["ce", "scn"]
     scn_runs = [r for r in children if r.data.tags["sweeplab.method"] == "scn"]
     assert len(scn_runs) == 2 and all(r.data.params["relabel_epoch"] == "2" for r in scn_runs)
+    assert {r.data.params["precision"] for r in children} == {"fp32", "bf16"}
+    assert all(r.data.params["precision"] == "bf16" for r in scn_runs)
     finished = [r for r in scn_runs if r.data.tags["sweeplab.status"] == "finished"]
     assert finished
     counts = c.get_metric_history(finished[0].info.run_id, "train/relabel_count")

@@ -16,9 +16,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from sweeplab.models import resnet
-from sweeplab.models.resnet import build_resnet
 from sweeplab.models.small_cnn import SmallCNN
+
+
+def build_resnet(name: str, in_channels: int) -> tuple[nn.Module, int]:
+    # torchvision is imported here, not with this package: ~2 s that the driver (checking a sweep
+    # file) and a small_cnn trial never need
+    from sweeplab.models.resnet import build_resnet as build
+
+    return build(name, in_channels)
 
 
 def _build_small_cnn(in_channels: int) -> tuple[nn.Module, int]:
@@ -53,6 +59,8 @@ def _without_pooling(backbone: nn.Module) -> nn.Module:
     """The same layers (and weights) ending at the last feature map."""
     if isinstance(backbone, SmallCNN):
         return _small_cnn_map(backbone)
+    from sweeplab.models import resnet
+
     return resnet.feature_map(backbone)
 
 
@@ -119,12 +127,13 @@ def split_last_stage(backbone: nn.Module) -> tuple[nn.Module, nn.Module]:
     (ResNet ``layer4``, the small CNN's last block), followed by global pooling when the
     backbone pools. Methods with several branches over a shared trunk (LTML, DMUE) copy the
     last stage once per branch."""
-    from torchvision.models import ResNet
-
     if isinstance(backbone, SmallCNN):
         layers = list(backbone.features.children())  # block, block, pool, block[, avgpool, flatten]
         cut = -3 if backbone.global_pool else -1
         return nn.Sequential(*layers[:cut]), nn.Sequential(*layers[cut:])
+    from torchvision.models import ResNet
+
+    from sweeplab.models import resnet
     if isinstance(backbone, ResNet):
         trunk = nn.Sequential(*(getattr(backbone, name) for name in resnet.TRUNK))
         return trunk, nn.Sequential(backbone.layer4, backbone.avgpool, nn.Flatten())

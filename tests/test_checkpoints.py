@@ -1,0 +1,54 @@
+"""What a trial's checkpoint holds and keeps (``sweeplab.checkpoints``)."""
+
+from __future__ import annotations
+
+import io
+
+import torch
+
+from sweeplab import engine
+from sweeplab.checkpoints import STATE_FILE, best_weights, checkpoint_retention, final_checkpoint
+from sweeplab.context import CONTEXT_KEY
+
+
+def test_retention_keeps_the_latest_checkpoints():
+    assert checkpoint_retention(1) == {"num_to_keep": 1}
+    assert checkpoint_retention(None) == {"num_to_keep": None}
+
+
+class KeepEvery(engine.MemoryReporter):
+    def __init__(self):
+        super().__init__()
+        self.saved = []
+
+    def report(self, metrics, checkpoint):
+        super().report(metrics, checkpoint)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)  # as the trial writes it, at the moment it reports
+        self.saved.append(buffer.getvalue())
+
+
+def test_checkpoints_hold_the_best_weights_once_and_the_last_one_only_weights(tmp_path):
+    config = {"epochs": 3, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant",
+              CONTEXT_KEY: {"method": "ce", "dataset": {"name": "noisy_digits"}, "seed": 0, "metric": "val/acc",
+                            "mode": "max", "gpus": 0}}
+    reporter = KeepEvery()
+    engine.train(config, reporter)
+    states = [torch.load(io.BytesIO(b), weights_only=True) for b in reporter.saved]
+    weights = sum(t.numel() * t.element_size() for t in states[0]["model"].values())
+    first = states[0]  # epoch 1 is the best so far: its weights are stored once
+    assert first["best"]["epoch"] == 1 and len(reporter.saved[0]) < 3.5 * weights  # weights + Adam's 2, not 4
+    assert set(first) >= {"optimizer", "rng", "schedule", "precision"}
+    last = states[-1]
+    assert not set(last) & {"optimizer", "rng", "schedule", "precision"}  # nothing resumes a finished trial
+    assert len(reporter.saved[-1]) < 2.5 * weights
+    (tmp_path / STATE_FILE).write_bytes(reporter.saved[-1])
+    best = best_weights(tmp_path)
+    assert best.keys() == last["model"].keys()
+    assert all(torch.equal(best[k], last["best"]["state"][k]) for k in best)
+
+
+def test_final_checkpoint_leaves_out_what_only_a_resume_reads():
+    full = {"epoch": 3, "model": {}, "optimizer": {}, "schedule": {}, "precision": {}, "method": {}, "best": {},
+            "rng": {}}
+    assert set(final_checkpoint(full)) == {"epoch", "model", "method", "best"}
