@@ -107,7 +107,8 @@ def tail(path: Path, lines: int = 40) -> str:
 # ---------------------------------------------------------------------------
 # The two arms
 # ---------------------------------------------------------------------------
-def run_sweep_arm(folder: Path, trials: int, space_file: Path, log_path: Path, verbose: bool) -> dict:
+def run_sweep_arm(folder: Path, trials: int, space_file: Path, log_path: Path, verbose: bool,
+                  extra_sets: tuple[str, ...] = ()) -> dict:
     from sweeplab import tracking
     from sweeplab.runner import run_sweep
     from sweeplab.spec import load_sweep
@@ -119,6 +120,7 @@ def run_sweep_arm(folder: Path, trials: int, space_file: Path, log_path: Path, v
         "search.max_concurrent=1",
         f"tracking.uri=sqlite:///{folder / 'mlflow.db'}",
         f"storage.path={folder / 'sweeplab_results'}",
+        *extra_sets,
     ]
     folder.mkdir(parents=True, exist_ok=True)
     ray_times: dict[str, float] = {}
@@ -262,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="rounds of both arms (default 1)")
     parser.add_argument("--verbose", action="store_true", help="show the sweep's own output")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (MLflow db, run folders)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a sweep-file setting for the sweep arm, e.g. checkpoint.keep=all (repeatable)")
     args = parser.parse_args(argv)
     if args.trials < 1 or args.epochs < 1 or args.repeats < 1:
         parser.error("--trials, --epochs and --repeats must be >= 1")
@@ -295,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                 if arm == "sweep":
                     try:
                         # a fresh MLflow store and results folder per round: every round is a first sweep
-                        s = run_sweep_arm(tmp / f"round-{r + 1}", args.trials, space_file, log_path, args.verbose)
+                        s = run_sweep_arm(tmp / f"round-{r + 1}", args.trials, space_file, log_path, args.verbose,
+                                          tuple(args.sets))
                     except BaseException:
                         if not args.verbose:
                             print(f"sweep arm failed; last lines of {log_path}:\n{tail(log_path)}", file=sys.stderr)

@@ -16,10 +16,10 @@ from types import ModuleType
 import torch
 
 from sweeplab import tracking
+from sweeplab.checkpoints import STATE_FILE
 from sweeplab.context import TrialContext
 from sweeplab.engine import NullTracker, TrialTracker
 
-CHECKPOINT_FILE = "state.pt"
 
 
 class CheckpointReporter:
@@ -36,14 +36,14 @@ class CheckpointReporter:
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as folder:
-            return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+            return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
 
     def report(self, metrics: dict, checkpoint: dict | None) -> None:
         if checkpoint is None or not self.saves:
             self.api.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
-            torch.save(checkpoint, Path(folder) / CHECKPOINT_FILE)
+            torch.save(checkpoint, Path(folder) / STATE_FILE)
             self.api.report(metrics, checkpoint=self.api.Checkpoint.from_directory(folder))
 
 

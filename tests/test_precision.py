@@ -131,21 +131,13 @@ def _config(method: str, precision: str, **model) -> dict:
                           "model": {"backbone": "small_cnn", "weights": None, **model}}}
 
 
-class Params:
-    def __init__(self):
-        self.params = None
+class Params(engine.NullTracker):
+    """Tracks the params a trial logs, nothing else."""
+
+    params = None
 
     def start(self, params):
         self.params = dict(params)
-
-    def log_metrics(self, metrics, step):
-        pass
-
-    def log_dict(self, obj, name):
-        pass
-
-    def finish(self, status, error=None):
-        pass
 
 
 class KeepEvery(engine.MemoryReporter):
