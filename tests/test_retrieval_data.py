@@ -183,7 +183,7 @@ def test_val_is_a_seeded_share_of_the_training_classes(dataset, fraction, held):
 def test_default_options(dataset):
     name, root, _ = dataset
     options = _options(name, root)
-    assert options.image_size == 224 and options.resize_side == 256 and options.augment and options.workers == 4
+    assert options.image_size == 224 and options.resize_side == 256 and options.augment and options.workers is None
     assert options.val_source == "train_fraction" and options.val_fraction == 0.1
     assert options.num_classes == len(CLASSES[name][0]) - 1 and options.input_shape == (3, 224, 224)
     assert _options(name, root, image_size=448).resize_side == 512

@@ -282,7 +282,7 @@ def test_profile_naming_another_dataset_replaces_it_whole(tmp_path):
     path = write(tmp_path, doc)
     assert load_sweep(path).dataset["root"] == str(images.resolve())
     assert load_sweep(path, "demo").dataset == {"noise_rate": 0.2, "noise_type": "symmetric", "name": "noisy_digits",
-                                                 "val_fraction": 0.15, "test_fraction": 0.2}
+                                                 "val_fraction": 0.15, "test_fraction": 0.2, "image_size": 8}
 
 
 def test_a_set_through_a_yaml_alias_changes_only_the_key_it_names(tmp_path):
