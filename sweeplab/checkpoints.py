@@ -11,33 +11,53 @@ The checkpoint of a trial's last epoch keeps the weights (final and best) and dr
 resume needs (optimizer, schedule, random state): nothing resumes a finished trial. An epoch
 that improved stores its weights once (``best["state"]`` is ``model`` then, and ``torch.save``
 writes a tensor once).
+
+Tune deletes a trial's older checkpoints the moment it registers a new one and snapshots the
+experiment a moment later, so a sweep killed in between leaves a snapshot naming a checkpoint
+that is gone, and Tune fails that trial when the sweep resumes. ``restore_named_checkpoints``
+puts the trial's newest intact checkpoint back under that name before a resume.
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import os
+import re
 from pathlib import Path
 
 import torch
 
 STATE_FILE = "state.pt"  # the file in each Tune checkpoint folder
 RESUME_ONLY = ("optimizer", "schedule", "precision", "rng")  # what the last epoch's checkpoint leaves out
+_FOLDER = re.compile(r"^checkpoint_(\d+)$")  # Tune's checkpoint folders, by index
+
+log = logging.getLogger(__name__)
+
+
+def quiet_forced_snapshot_warnings() -> None:
+    """With ``num_to_keep`` Tune snapshots the experiment after every ``keep`` checkpoints of a trial
+    (narrowing, not closing, the moment a snapshot names a deleted checkpoint: see
+    ``restore_named_checkpoints``) and warns whenever two snapshots come within 5 s: with epochs of
+    seconds, at every epoch. The snapshot is the price of deleting checkpoints; the warning asks
+    nothing of the user. Called where a Tune experiment starts or resumes."""
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 def checkpoint_retention(keep: int | None) -> dict:
     """What a trial's ``CheckpointConfig`` (Tune's and Ray Train's) keeps: its latest ``keep``
     checkpoints (None: all)."""
     if keep is not None:
-        # Tune then snapshots the experiment after every ``keep`` checkpoints of a trial (so a restore never
-        # names a deleted one) and warns whenever two snapshots come within 5 s: with epochs of seconds, at
-        # every epoch. The snapshot is the price of deleting checkpoints; the warning asks nothing of the user.
-        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        quiet_forced_snapshot_warnings()
     return {"num_to_keep": keep}
 
 
-def final_checkpoint(checkpoint: dict) -> dict:
-    """The checkpoint of a trial's last epoch: without what only a resume would read."""
-    return {k: v for k, v in checkpoint.items() if k not in RESUME_ONLY}
+def final_checkpoint(checkpoint: dict, metrics: dict) -> dict:
+    """The checkpoint of a trial's last epoch: without what only a resume would read, with the
+    last epoch's ``metrics`` (its numbers): a trial restored from it reports them again (Tune's
+    snapshot may predate that report)."""
+    kept = {k: v for k, v in checkpoint.items() if k not in RESUME_ONLY}
+    return {**kept, "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
 
 
 def best_weights(folder: str | Path) -> dict:
@@ -46,3 +66,68 @@ def best_weights(folder: str | Path) -> dict:
     state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
     best = state["best"].get("state")
     return best if best is not None else state["model"]
+
+
+def _loads(fs, folder: str) -> bool:
+    """Whether ``folder`` (on the pyarrow filesystem ``fs``) holds a checkpoint that loads whole (a
+    checkpoint being written when the sweep was killed may be cut short)."""
+    try:
+        with fs.open_input_stream(f"{folder}/{STATE_FILE}") as stream:
+            torch.load(io.BytesIO(stream.readall()), map_location="cpu", weights_only=True)
+        return True
+    except Exception:  # noqa: BLE001 (missing, truncated or unreadable: not a checkpoint to resume from)
+        return False
+
+
+def newest_intact_checkpoint(fs, trial_path: str, after: int = -1) -> str | None:
+    """The newest checkpoint folder of a trial (``<trial_path>/checkpoint_<index>``, index above
+    ``after``) whose state loads; None when there is none."""
+    from pyarrow.fs import FileSelector, FileType
+
+    infos = fs.get_file_info(FileSelector(trial_path, allow_not_found=True))
+    found = sorted(((int(m.group(1)), i.path) for i in infos if i.type == FileType.Directory
+                    and (m := _FOLDER.match(i.base_name)) and int(m.group(1)) > after), reverse=True)
+    return next((path for _, path in found if _loads(fs, path)), None)
+
+
+def snapshot_trials(experiment: str) -> list:
+    """The trials (Tune's ``Trial``) in Tune's last snapshot of ``experiment`` (a study's Tune
+    folder or URI). Tune's warnings about trials with no result yet are kept quiet: before a resume
+    they are expected."""
+    from ray import tune
+
+    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return tune.ExperimentAnalysis(experiment).trials
+    finally:
+        quiet.setLevel(level)
+
+
+def restore_named_checkpoints(experiment: str) -> list[str]:
+    """Before Tune resumes ``experiment`` (a study's Tune folder, local or in an object store):
+    every unfinished trial whose checkpoint named by the last snapshot is gone gets the newest
+    intact checkpoint Tune registered after that snapshot copied under that name, so it resumes
+    from its latest epoch (its MLflow run skips the epochs it holds already). Returns the trials
+    put right; a trial with no such checkpoint is left to Tune, which fails it with its reason."""
+    from pyarrow.fs import FileType, copy_files
+
+    repaired = []
+    for trial in snapshot_trials(experiment):
+        named = trial.checkpoint
+        if trial.status == "TERMINATED" or named is None:
+            continue
+        fs, path = named.filesystem, named.path
+        if fs.get_file_info(path).type != FileType.NotFound:
+            continue
+        parent, name = path.rsplit("/", 1)
+        match = _FOLDER.match(name)
+        newest = newest_intact_checkpoint(fs, parent, after=int(match.group(1)) if match else -1)
+        if newest is None:
+            continue
+        fs.create_dir(path)
+        copy_files(newest, path, source_filesystem=fs, destination_filesystem=fs)
+        log.info("trial %s: Tune's snapshot names %s, deleted after it; resuming from %s", trial.trial_id, path, newest)
+        repaired.append(trial.trial_id)
+    return repaired

@@ -427,6 +427,13 @@ def train(
     trained = parallel.wrap_model(model, find_unused_parameters=method.find_unused_parameters)
     metrics: dict[str, float] = {}
     try:
+        if state is not None and start_epoch >= epochs and "metrics" in state:
+            # restored from its last epoch's checkpoint: the trial had finished, and Tune's snapshot may
+            # predate its last report; its MLflow run has every epoch already
+            metrics = dict(state["metrics"])
+            tracker.finish("finished")
+            reporter.report(metrics, checkpoint=None)
+            return metrics
         for epoch in range(start_epoch, epochs):
             method.on_epoch_start(epoch)  # before its samplers are drawn: they may depend on the epoch
             generator = epoch_generator(ctx.seed, epoch)
@@ -471,7 +478,7 @@ def train(
                 "rng": rng_state(),
             }
             if last:  # nothing resumes a finished trial: its weights (final and best) are what it keeps
-                checkpoint = final_checkpoint(checkpoint)
+                checkpoint = final_checkpoint(checkpoint, metrics)
             tracker.log_metrics(metrics, step=epoch + 1)
             if last and chief:  # recorded before the last report: a scheduler may stop the trial inside it
                 tracker.log_dict({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, "summary.json")

@@ -30,7 +30,7 @@ from sweeplab import distributed, storage, tracking
 from sweeplab.callbacks import ProgressPrinter, TrialEndRecorder, TrialNamer
 from sweeplab.context import TrackingContext, TrialContext
 from sweeplab.ray_session import check_resources, environment, ray_session
-from sweeplab.checkpoints import checkpoint_retention
+from sweeplab.checkpoints import checkpoint_retention, quiet_forced_snapshot_warnings, restore_named_checkpoints
 from sweeplab.objective import SELECTION, objective_metric
 from sweeplab.results import StudyResult, objectives, planned_epochs, primary, study_note, summarize
 from sweeplab.search import make_scheduler
@@ -117,6 +117,10 @@ def _run_study(sweep, study, index, folder: RunFolder, state, restore, retry_err
     exp_dir = folder.tune_path(study.method)
     if restore and tune.Tuner.can_restore(exp_dir):
         print(f"[{study.method}] restoring from {exp_dir}", flush=True)
+        quiet_forced_snapshot_warnings()
+        for trial_id in restore_named_checkpoints(exp_dir):
+            print(f"[{study.method}] trial {trial_id}: its checkpoint in Tune's last snapshot was deleted after "
+                  "it; resuming from the newer one", flush=True)
         tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_unfinished=True,
                                    resume_errored=retry_errored, restart_errored=False)
     else:

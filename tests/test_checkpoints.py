@@ -7,7 +7,7 @@ import io
 import torch
 
 from sweeplab import engine
-from sweeplab.checkpoints import STATE_FILE, best_weights, checkpoint_retention, final_checkpoint
+from sweeplab.checkpoints import STATE_FILE, best_weights, checkpoint_retention, final_checkpoint, newest_intact_checkpoint
 from sweeplab.context import CONTEXT_KEY
 
 
@@ -51,4 +51,37 @@ def test_checkpoints_hold_the_best_weights_once_and_the_last_one_only_weights(tm
 def test_final_checkpoint_leaves_out_what_only_a_resume_reads():
     full = {"epoch": 3, "model": {}, "optimizer": {}, "schedule": {}, "precision": {}, "method": {}, "best": {},
             "rng": {}}
-    assert set(final_checkpoint(full)) == {"epoch", "model", "method", "best"}
+    metrics = {"epoch": 3, "val/acc": 0.5, "note": "text"}
+    final = final_checkpoint(full, metrics)
+    assert set(final) == {"epoch", "model", "method", "best", "metrics"}
+    assert final["metrics"] == {"epoch": 3, "val/acc": 0.5}  # its numbers, reported again by a restored trial
+
+
+def test_a_trial_restored_from_its_last_checkpoint_reports_its_final_results_again():
+    config = {"epochs": 2, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant",
+              CONTEXT_KEY: {"method": "ce", "dataset": {"name": "noisy_digits"}, "seed": 0, "metric": "val/acc",
+                            "mode": "max", "gpus": 0}}
+    first = engine.MemoryReporter()
+    final = engine.train(config, first)
+    restored = engine.MemoryReporter(checkpoint=first.checkpoint)
+    assert engine.train(config, restored) == final
+    assert restored.results == [final]  # nothing trained again, the last result reported once more
+
+
+def test_the_newest_intact_checkpoint_skips_one_cut_short(tmp_path):
+    from pyarrow.fs import LocalFileSystem
+
+    fs = LocalFileSystem()
+    for index, state in ((1, {"epoch": 2}), (2, {"epoch": 3}), (4, None)):
+        folder = tmp_path / f"checkpoint_{index:06d}"
+        folder.mkdir()
+        if state is not None:
+            torch.save(state, folder / STATE_FILE)
+    whole = (tmp_path / "checkpoint_000002" / STATE_FILE).read_bytes()
+    (tmp_path / "checkpoint_000003").mkdir()
+    (tmp_path / "checkpoint_000003" / STATE_FILE).write_bytes(whole[: len(whole) // 2])  # killed while written
+    (tmp_path / "events.out").write_text("")
+    trial = str(tmp_path)
+    assert newest_intact_checkpoint(fs, trial) == f"{trial}/checkpoint_000002"  # 4 is empty, 3 cut short
+    assert newest_intact_checkpoint(fs, trial, after=2) is None
+    assert newest_intact_checkpoint(fs, str(tmp_path / "missing")) is None

@@ -113,6 +113,7 @@ def test_a_killed_sweep_resumes_from_the_object_store_on_another_machine(workdir
     env["SWEEPLAB_CACHE"] = str(workdir / "machine_b")
     resumed = subprocess.run(SWEEPLAB + ["resume", location, "--num-cpus", "2"], cwd=workdir, env=env,
                              capture_output=True, text=True, timeout=300)
+    (workdir / "resumed.log").write_text(resumed.stdout + resumed.stderr)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"restoring from {storage.join(location, 'ce')}" in resumed.stdout
 
@@ -120,9 +121,12 @@ def test_a_killed_sweep_resumes_from_the_object_store_on_another_machine(workdir
     lost = [r for r in children if r.data.tags["sweeplab.status"] == "lost"]
     assert len(lost) <= 2  # started after the last upload: closed as lost, replaced
     kept = [r for r in children if r not in lost]
-    assert len(kept) == 6 and len({r.data.tags["sweeplab.trial_id"] for r in kept}) == 6
+    assert len(kept) == 6 and len({r.data.tags["sweeplab.trial_id"] for r in kept}) == 6, (
+        [(r.data.tags["sweeplab.trial_id"], r.data.tags["sweeplab.status"], r.data.tags.get("sweeplab.error"))
+         for r in children], resumed.stdout[-3000:])
     for r in kept:
-        assert r.data.tags["sweeplab.status"] == "finished"
+        assert r.data.tags["sweeplab.status"] == "finished", (
+            r.data.tags["sweeplab.trial_id"], r.data.tags.get("sweeplab.error"), resumed.stdout[-4000:])
         steps = [m.step for m in c.get_metric_history(r.info.run_id, "val/acc")]
         assert steps == [1, 2, 3, 4], steps  # no epoch logged twice, none missing
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from optuna.trial import TrialState
 
 from conftest import end_session, finished_trial_ids, runs_of, write_sweep
 from sweeplab import runner, storage, tracking
-from sweeplab.checkpoints import STATE_FILE, best_weights
+from sweeplab.checkpoints import STATE_FILE, best_weights, snapshot_trials
 from sweeplab.ray_session import ResourcesUnavailable
 from sweeplab.results import format_summary
 from sweeplab.spaces import Param
@@ -114,6 +115,31 @@ def test_sweep_records_a_parent_and_one_child_per_trial(workdir, capsys):
     assert "trial" in capsys.readouterr().out  # progress lines while it ran
 
 
+def trials_in_snapshot(study_folder: Path) -> list:
+    """The trials in Tune's last snapshot of a study (none while it is first being written)."""
+    try:
+        return snapshot_trials(str(study_folder))
+    except Exception:  # noqa: BLE001 - not written yet, or being replaced
+        return []
+
+
+def resumable(trials) -> list:
+    return [t for t in trials if t.status != "TERMINATED" and t.checkpoint is not None]
+
+
+def delete_as_tune_does_before_a_snapshot(trial) -> str:
+    """What Tune leaves when a sweep is killed between registering a trial's new checkpoint (and so
+    deleting the older one) and its next snapshot: the snapshot names a checkpoint that is gone, the
+    newer one is there. Returns the newer one's name."""
+    named = Path(trial.checkpoint.path)
+    for other in named.parent.glob("checkpoint_*"):
+        if other != named:
+            shutil.rmtree(other)
+    newer = named.parent / f"checkpoint_{int(named.name.split('_')[1]) + 1:06d}"
+    named.rename(newer)
+    return newer.name
+
+
 def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(workdir):
     path = write_sweep(workdir, "killed", num_samples=8, epochs=4, scheduler={"name": "fifo"})
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -121,24 +147,29 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(workdir)
     first = subprocess.Popen(SWEEPLAB + ["run", str(path), "--num-cpus", "2"], cwd=workdir, env=env,
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    finished_before = set()
+    finished_before, snapshot = set(), []
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and first.poll() is None:
-            time.sleep(1)
+            time.sleep(0.5)
             # the store exists once the run folder's state.json does (reading it earlier would race
             # the sweep's own creation of the database schema)
             if not list(workdir.glob("sweeplab_results/killed/*/state.json")):
                 continue
             finished_before = finished_trial_ids(uri, "killed")
-            if len(finished_before) >= 2:
+            snapshot = trials_in_snapshot(next(workdir.glob("sweeplab_results/killed/*/ce"), workdir))
+            terminated = {t.trial_id for t in snapshot if t.status == "TERMINATED"}
+            # two trials done (in MLflow and in Tune's snapshot) and one half-way with a checkpoint
+            if len(finished_before) >= 2 and finished_before <= terminated and resumable(snapshot):
                 break
         assert first.poll() is None, (workdir / "first.log").read_text()
-        assert len(finished_before) >= 2, "no two trials finished in time"
-        time.sleep(1.5)  # Tune snapshots the experiment every second (runner sets TUNE_GLOBAL_CHECKPOINT_S)
+        assert len(finished_before) >= 2 and resumable(snapshot), "no two trials finished in time"
     finally:
         end_session(first)  # the driver and its Ray
         log.close()
+    study_folder = next(workdir.glob("sweeplab_results/killed/*/ce"))
+    broken = resumable(trials_in_snapshot(study_folder))[0]
+    delete_as_tune_does_before_a_snapshot(broken)
 
     _, _, children = runs_of(uri, "killed")
     assert sum(r.data.tags["sweeplab.status"] == "finished" for r in children) < 8  # it was interrupted
@@ -153,6 +184,7 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(workdir)
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "restoring from" in resumed.stdout
+    assert f"trial {broken.trial_id}: its checkpoint in Tune's last snapshot was deleted" in resumed.stdout
 
     c, parents, children = runs_of(uri, "killed")
     # a trial started in the last moment before the kill may be missing from Tune's last snapshot:
@@ -165,7 +197,8 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(workdir)
     assert len(trial_ids) == 8 and len(set(trial_ids)) == 8  # every trial once
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     for r in children:
-        assert r.data.tags["sweeplab.status"] == "finished" and r.info.status == "FINISHED"
+        assert r.data.tags["sweeplab.status"] == "finished" and r.info.status == "FINISHED", (
+            r.data.tags["sweeplab.trial_id"], r.data.tags.get("sweeplab.error"), resumed.stdout[-4000:])
         steps = [m.step for m in c.get_metric_history(r.info.run_id, "val/acc")]
         assert steps == [1, 2, 3, 4], (r.data.tags["sweeplab.trial_id"], steps)  # no epoch logged twice
         tid = r.data.tags["sweeplab.trial_id"]
