@@ -60,6 +60,42 @@ def final_checkpoint(checkpoint: dict, metrics: dict) -> dict:
     return {**kept, "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
 
 
+def keep_only_weights(checkpoint) -> int:
+    """Rewrite a Tune ``Checkpoint`` (local or in an object store) without what only a resume reads:
+    for a trial that ended early (stopped by the scheduler), which nothing resumes. Returns the bytes
+    saved; the new file replaces the old in one rename (a kill leaves the old one whole)."""
+    fs, folder = checkpoint.filesystem, checkpoint.path
+    path = f"{folder}/{STATE_FILE}"
+    with fs.open_input_stream(path) as stream:
+        raw = stream.readall()
+    state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    if not set(state) & set(RESUME_ONLY):
+        return 0
+    buffer = io.BytesIO()
+    torch.save({k: v for k, v in state.items() if k not in RESUME_ONLY}, buffer)
+    with fs.open_output_stream(f"{path}.part") as stream:
+        stream.write(buffer.getvalue())
+    fs.move(f"{path}.part", path)
+    return len(raw) - buffer.getbuffer().nbytes
+
+
+def keep_only_weights_of(checkpoints, threads: int = 4) -> int:
+    """``keep_only_weights`` of each checkpoint, a few at a time (the work is reading and writing
+    files, perhaps in an object store); returns the bytes saved. One that cannot be rewritten stays
+    as it was, with a warning."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def trim(checkpoint) -> int:
+        try:
+            return keep_only_weights(checkpoint)
+        except Exception as exc:  # noqa: BLE001 - the checkpoint stays whole
+            log.warning("could not drop the optimizer state from %s: %s", checkpoint.path, exc)
+            return 0
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return sum(pool.map(trim, checkpoints))
+
+
 def best_weights(folder: str | Path) -> dict:
     """The best epoch's weights (a ``state_dict`` of the method's model) from a trial's checkpoint
     folder (``<run>/<method>/<trial>/checkpoint_*``)."""
@@ -113,8 +149,13 @@ def restore_named_checkpoints(experiment: str) -> list[str]:
     put right; a trial with no such checkpoint is left to Tune, which fails it with its reason."""
     from pyarrow.fs import FileType, copy_files
 
+    try:
+        trials = snapshot_trials(experiment)
+    except Exception as exc:  # noqa: BLE001 - Tune's restore reads the snapshot itself, and says what is wrong
+        log.warning("could not read Tune's snapshot of %s to check its checkpoints: %s", experiment, exc)
+        return []
     repaired = []
-    for trial in snapshot_trials(experiment):
+    for trial in trials:
         named = trial.checkpoint
         if trial.status == "TERMINATED" or named is None:
             continue

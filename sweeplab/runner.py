@@ -30,9 +30,10 @@ from sweeplab import distributed, storage, tracking
 from sweeplab.callbacks import ProgressPrinter, TrialEndRecorder, TrialNamer
 from sweeplab.context import TrackingContext, TrialContext
 from sweeplab.ray_session import check_resources, environment, ray_session
-from sweeplab.checkpoints import checkpoint_retention, quiet_forced_snapshot_warnings, restore_named_checkpoints
+from sweeplab.checkpoints import (checkpoint_retention, keep_only_weights_of, quiet_forced_snapshot_warnings,
+                                  restore_named_checkpoints)
 from sweeplab.objective import SELECTION, objective_metric
-from sweeplab.results import StudyResult, objectives, planned_epochs, primary, study_note, summarize
+from sweeplab.results import StudyResult, objectives, outcome_of, planned_epochs, primary, study_note, summarize
 from sweeplab.search import make_scheduler
 from sweeplab.searcher import PrunedAwareOptunaSearch, make_searcher
 from sweeplab.spaces import fixed_values, to_optuna, upper_bound
@@ -139,6 +140,9 @@ def _run_study(sweep, study, index, folder: RunFolder, state, restore, retry_err
     analysis = tune.ExperimentAnalysis(exp_dir)
     result = summarize(analysis, study, track.parent_run_id, lambda trial_id: tracking.find_trial_run(
         track.uri, track.experiment_id, track.parent_run_id, trial_id))
+    # a trial the scheduler stopped is never resumed (Tune's last snapshot, written by now, says it ended):
+    # its checkpoint keeps the weights and loses the optimizer's state (for Adam, twice the weights)
+    keep_only_weights_of([t.checkpoint for t in analysis.trials if t.checkpoint and outcome_of(t) == "pruned"])
     if restore:
         trial_ids = {t.trial_id for t in analysis.trials}
         for lost in tracking.close_lost_runs(track.uri, track.experiment_id, track.parent_run_id, trial_ids):

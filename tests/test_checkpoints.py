@@ -7,7 +7,9 @@ import io
 import torch
 
 from sweeplab import engine
-from sweeplab.checkpoints import STATE_FILE, best_weights, checkpoint_retention, final_checkpoint, newest_intact_checkpoint
+from sweeplab.checkpoints import (
+    STATE_FILE, best_weights, checkpoint_retention, final_checkpoint, keep_only_weights, keep_only_weights_of,
+    newest_intact_checkpoint)
 from sweeplab.context import CONTEXT_KEY
 
 
@@ -85,3 +87,19 @@ def test_the_newest_intact_checkpoint_skips_one_cut_short(tmp_path):
     assert newest_intact_checkpoint(fs, trial) == f"{trial}/checkpoint_000002"  # 4 is empty, 3 cut short
     assert newest_intact_checkpoint(fs, trial, after=2) is None
     assert newest_intact_checkpoint(fs, str(tmp_path / "missing")) is None
+
+
+def test_a_stopped_trials_checkpoint_keeps_only_its_weights(tmp_path):
+    from ray.train import Checkpoint
+
+    full = {"epoch": 2, "model": {"w": torch.ones(64)}, "optimizer": {"state": {0: {"exp_avg": torch.ones(64)}}},
+            "schedule": {}, "precision": {}, "method": {}, "best": {"epoch": 1}, "rng": {"torch": torch.ones(8)}}
+    torch.save(full, tmp_path / STATE_FILE)
+    before = (tmp_path / STATE_FILE).stat().st_size
+    saved = keep_only_weights(Checkpoint.from_directory(str(tmp_path)))
+    state = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    assert set(state) == {"epoch", "model", "method", "best"} and torch.equal(state["model"]["w"], torch.ones(64))
+    assert saved == before - (tmp_path / STATE_FILE).stat().st_size > 0
+    assert [p.name for p in tmp_path.iterdir()] == [STATE_FILE]  # the new file replaced the old
+    assert keep_only_weights(Checkpoint.from_directory(str(tmp_path))) == 0  # already trimmed
+    assert keep_only_weights_of([Checkpoint.from_directory(str(tmp_path / "missing"))]) == 0  # warned, skipped
