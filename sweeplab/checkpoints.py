@@ -143,7 +143,7 @@ def snapshot_trials(experiment: str) -> list:
 
 def restore_named_checkpoints(experiment: str) -> list[str]:
     """Before Tune resumes ``experiment`` (a study's Tune folder, local or in an object store):
-    every unfinished trial whose checkpoint named by the last snapshot is gone gets the newest
+    every unfinished trial whose checkpoint named by the last snapshot is gone (or empty) gets the newest
     intact checkpoint Tune registered after that snapshot copied under that name, so it resumes
     from its latest epoch (its MLflow run skips the epochs it holds already). Returns the trials
     put right; a trial with no such checkpoint is left to Tune, which fails it with its reason."""
@@ -160,7 +160,8 @@ def restore_named_checkpoints(experiment: str) -> list[str]:
         if trial.status == "TERMINATED" or named is None:
             continue
         fs, path = named.filesystem, named.path
-        if fs.get_file_info(path).type != FileType.NotFound:
+        # its state file, not the folder: in an object store a deleted folder may stay as an empty marker
+        if fs.get_file_info(f"{path}/{STATE_FILE}").type == FileType.File:
             continue
         parent, name = path.rsplit("/", 1)
         match = _FOLDER.match(name)

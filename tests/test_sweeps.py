@@ -130,8 +130,8 @@ def resumable(trials) -> list:
 
 def delete_as_tune_does_before_a_snapshot(trial) -> str:
     """What Tune leaves when a sweep is killed between registering a trial's new checkpoint (and so
-    deleting the older one) and its next snapshot: the snapshot names a checkpoint that is gone, the
-    newer one is there. Returns the newer one's name."""
+    deleting the older one) and its next snapshot: the snapshot names a checkpoint that is gone (an
+    empty folder), the newer one is there. Returns the newer one's name."""
     named = Path(trial.checkpoint.path)
     if not named.exists():  # the kill came at that very moment: Tune left this already
         return max(named.parent.glob("checkpoint_*")).name
@@ -140,6 +140,7 @@ def delete_as_tune_does_before_a_snapshot(trial) -> str:
             shutil.rmtree(other)
     newer = named.parent / f"checkpoint_{int(named.name.split('_')[1]) + 1:06d}"
     named.rename(newer)
+    named.mkdir()  # as an object store can leave it: an empty folder (marker) where the checkpoint was
     return newer.name
 
 
