@@ -64,11 +64,8 @@ def keep_only_weights(checkpoint) -> int:
     """Rewrite a Tune ``Checkpoint`` (local or in an object store) without what only a resume reads:
     for a trial that ended early (stopped by the scheduler), which nothing resumes. Returns the bytes
     saved; the new file replaces the old in one rename (a kill leaves the old one whole)."""
-    fs, folder = checkpoint.filesystem, checkpoint.path
-    path = f"{folder}/{STATE_FILE}"
-    with fs.open_input_stream(path) as stream:
-        raw = stream.readall()
-    state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    fs, path = checkpoint.filesystem, f"{checkpoint.path}/{STATE_FILE}"
+    size, state = _read_state(fs, checkpoint.path)
     if not set(state) & set(RESUME_ONLY):
         return 0
     buffer = io.BytesIO()
@@ -76,7 +73,7 @@ def keep_only_weights(checkpoint) -> int:
     with fs.open_output_stream(f"{path}.part") as stream:
         stream.write(buffer.getvalue())
     fs.move(f"{path}.part", path)
-    return len(raw) - buffer.getbuffer().nbytes
+    return size - buffer.getbuffer().nbytes
 
 
 def keep_only_weights_of(checkpoints, threads: int = 4) -> int:
@@ -104,12 +101,19 @@ def best_weights(folder: str | Path) -> dict:
     return best if best is not None else state["model"]
 
 
+def _read_state(fs, folder: str) -> tuple[int, dict]:
+    """(size in bytes, contents) of the state file of a checkpoint ``folder`` on the pyarrow
+    filesystem ``fs`` (a local folder or an object store)."""
+    with fs.open_input_stream(f"{folder}/{STATE_FILE}") as stream:
+        raw = stream.readall()
+    return len(raw), torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+
+
 def _loads(fs, folder: str) -> bool:
-    """Whether ``folder`` (on the pyarrow filesystem ``fs``) holds a checkpoint that loads whole (a
-    checkpoint being written when the sweep was killed may be cut short)."""
+    """Whether ``folder`` holds a checkpoint that loads whole (one being written when the sweep
+    was killed may be cut short)."""
     try:
-        with fs.open_input_stream(f"{folder}/{STATE_FILE}") as stream:
-            torch.load(io.BytesIO(stream.readall()), map_location="cpu", weights_only=True)
+        _read_state(fs, folder)
         return True
     except Exception:  # noqa: BLE001 (missing, truncated or unreadable: not a checkpoint to resume from)
         return False
