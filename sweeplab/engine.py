@@ -52,6 +52,22 @@ class Reporter(Protocol):
     def report(self, metrics: dict[str, float], checkpoint: dict) -> None:
         """Publish one epoch's metrics with the state to resume from."""
 
+    # Optional: ``settle(wait=False)``, for a reporter that publishes in the background: raises
+    # what publishing raised (SystemExit: the trial was stopped); ``wait``: once it is done. The
+    # loop settles between steps and waits before it logs an epoch (``sweeplab.trial``).
+
+
+def _settler(reporter: Reporter):
+    """The reporter's ``settle``, or nothing to do for one that publishes as it is called."""
+    return getattr(reporter, "settle", None) or (lambda wait=False: None)
+
+
+def _settling(batches, settle):
+    """``batches``, settling the reporter before each: a stopped trial ends within a step."""
+    for batch in batches:
+        settle()
+        yield batch
+
 
 class TrialTracker(Protocol):
     def start(self, params: Mapping[str, Any]) -> None: ...
@@ -425,6 +441,7 @@ def train(
     tracker.start({**applicable(method_cls, hp), "precision": precision.name})
     # what the training steps call; ``model`` is what is saved and evaluated
     trained = parallel.wrap_model(model, find_unused_parameters=method.find_unused_parameters)
+    settle = _settler(reporter)
     metrics: dict[str, float] = {}
     try:
         if state is not None and start_epoch >= epochs and "metrics" in state:
@@ -439,12 +456,14 @@ def train(
             generator = epoch_generator(ctx.seed, epoch)
             train_loader, second_loader = loaders.for_epoch(method.train_sampler(data.train, generator),
                                                             method.paired_sampler(data.train, generator), generator)
+            train_loader = _settling(train_loader, settle)
             metrics = {"epoch": epoch + 1, **learning_rates(optimizer)}
             try:
                 with parallel.shared_targets(data.train):
                     metrics.update(train_one_epoch(method, trained, train_loader, optimizer, device, second_loader,
                                                    parallel, precision))
             except Diverged as exc:
+                settle(wait=True)
                 return _end_diverged(ctx, epoch, str(exc), reporter, tracker)
             metrics.update({f"train/{k}": v for k, v in method.on_epoch_end(epoch).items()})
             if schedule is not None:
@@ -479,6 +498,7 @@ def train(
             }
             if last:  # nothing resumes a finished trial: its weights (final and best) are what it keeps
                 checkpoint = final_checkpoint(checkpoint, metrics)
+            settle(wait=True)  # the last epoch's report is through: the trial goes on
             tracker.log_metrics(metrics, step=epoch + 1)
             if last and chief:  # recorded before the last report: a scheduler may stop the trial inside it
                 tracker.log_dict({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, "summary.json")

@@ -24,4 +24,10 @@ def run_trial(config: dict) -> None:
         distributed.fit_trial(config)
         return
     context = tune.get_context()
-    engine.train(config, CheckpointReporter(tune), trial_tracker(ctx, context.get_trial_id(), context.get_trial_name()))
+    reporter = CheckpointReporter(tune, in_background=True)  # Tune's report: a copy to storage, the driver's turn
+    try:
+        engine.train(config, reporter, trial_tracker(ctx, context.get_trial_id(), context.get_trial_name()))
+    except BaseException:
+        reporter.drain()  # the last hand-over ends before the trial does
+        raise
+    reporter.settle(wait=True)  # the last epoch's report is Tune's before the trainable returns
